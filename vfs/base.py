@@ -1,0 +1,98 @@
+"""Read-only sources a Session layers its buffers over.
+
+A *base* is what the mount shows before anyone edits: the worktree on disk
+(`WorktreeBase`) or a git commit (`gitsync.GitBase`).  Paths are relative,
+'/'-separated `str` with no leading slash; the root is `""`.  A base never
+changes the thing it reads.
+
+Thread safety: every method may be called from any thread; implementations hold
+no mutable state beyond caches guarded by their own locks.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["BaseStat", "Base", "WorktreeBase"]
+
+
+@dataclass(frozen=True)
+class BaseStat:
+    """What a base knows of one entry (lstat semantics: symlinks not followed)."""
+
+    mode: int  # full st_mode, file type bits included
+    size: int
+    mtime_ns: int
+    uid: int = 0
+    gid: int = 0
+    rdev: int = 0
+
+
+class Base(Protocol):
+    """The read-only source interface (see module docstring)."""
+
+    def stat(self, rel: str) -> BaseStat | None:
+        """lstat of `rel`, or None when it does not exist."""
+
+    def listdir(self, rel: str) -> list[str]:
+        """Names in directory `rel` (unsorted). Raises OSError if not a directory."""
+
+    def read(self, rel: str) -> bytes:
+        """Whole content of regular file `rel`."""
+
+    def readlink(self, rel: str) -> bytes:
+        """Target of symlink `rel`."""
+
+
+class WorktreeBase:
+    """A directory on disk, reached through a descriptor opened before mounting.
+
+    Opening the directory first is what lets vfs mount over the source itself:
+    after the mount, the path resolves to the FUSE filesystem, but `dir_fd`
+    still names the directory underneath.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.path.abspath(root)
+        self.dir_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+
+    def close(self) -> None:
+        os.close(self.dir_fd)
+
+    def _rel(self, rel: str) -> str:
+        return rel if rel else "."
+
+    def stat(self, rel: str) -> BaseStat | None:
+        try:
+            st = os.stat(self._rel(rel), dir_fd=self.dir_fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return BaseStat(st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid, st.st_gid, st.st_rdev)
+
+    def listdir(self, rel: str) -> list[str]:
+        fd = os.open(self._rel(rel), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=self.dir_fd)
+        try:
+            return os.listdir(fd)
+        finally:
+            os.close(fd)
+
+    def read(self, rel: str) -> bytes:
+        fd = os.open(rel, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self.dir_fd)
+        try:
+            chunks = []
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+
+    def readlink(self, rel: str) -> bytes:
+        return os.fsencode(os.readlink(rel, dir_fd=self.dir_fd))
+
+    def is_dir(self, rel: str) -> bool:
+        st = self.stat(rel)
+        return st is not None and stat.S_ISDIR(st.mode)
