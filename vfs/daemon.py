@@ -1,0 +1,147 @@
+"""The mount daemon: build a session for a source, serve it through FUSE, shut down cleanly.
+
+Lifecycle (as in pyfuse3's examples): open the source directory first (so a
+mount over the source itself still reads the backing files), build the
+session, `pyfuse3.init`, report readiness, `trio.run(main)`, and on SIGTERM /
+SIGINT / `vfs unmount` leave the loop and `pyfuse3.close(unmount=True)`.
+
+`vfs mount` (without `--foreground`) starts this module as a detached process
+and waits on a pipe for the one-line readiness report: `ok` once the mount
+answers, `error: ...` otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from .fuse_ops import VfsOperations
+from .invalidator import Invalidator
+from .mounts import MountRecord, register, unregister
+from .workspace import Workspace, WorkspaceOptions
+
+__all__ = ["MountOptions", "serve", "main"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MountOptions:
+    source: str
+    mountpoint: str
+    workspace: WorkspaceOptions = field(default_factory=WorkspaceOptions)
+    allow_other: bool = False
+    debug: bool = False
+
+
+def fuse_options(opts: MountOptions) -> set[str]:
+    options = set(pyfuse3.default_options)  # default_permissions: the kernel checks modes
+    options.add("fsname=vfs")
+    options.add("subtype=vfs")
+    if opts.allow_other:
+        options.add("allow_other")
+    if opts.debug:
+        options.add("debug")
+    return options
+
+
+def serve(opts: MountOptions, ready=None) -> int:
+    """Mount and serve until told to stop. `ready(msg)` is called once with 'ok' or 'error: ...'."""
+    report = ready or (lambda msg: None)
+    try:
+        ws = Workspace.open(opts.source, opts.workspace)
+    except Exception as exc:  # any failure to open is reported to the waiting parent, then raised
+        report(f"error: {exc}")
+        raise
+    ops = VfsOperations(ws.session, ws.control)
+    try:
+        pyfuse3.init(ops, opts.mountpoint, fuse_options(opts))
+    except Exception as exc:
+        ws.close()
+        report(f"error: cannot mount {opts.mountpoint}: {exc}")
+        return 1
+    invalidator = Invalidator()
+    invalidator.start()
+    ws.session.invalidator = invalidator
+    mountpoint = os.path.abspath(opts.mountpoint)
+    register(MountRecord(os.getpid(), ws.source, mountpoint, str(ws.state_dir), time.time(),
+                         opts.workspace.rev))
+    clean = False
+    try:
+        trio.run(_main, ws, report)
+        clean = True
+    finally:
+        ws.session.invalidator = None
+        invalidator.stop()
+        try:
+            ws.before_unmount()
+        finally:
+            pyfuse3.close(unmount=True)
+            ws.close(clean=clean)
+            unregister(mountpoint)
+    return 0
+
+
+async def _main(ws: Workspace, report) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signal, nursery)
+        ws.start_background(nursery)
+        report("ok")
+        await pyfuse3.main()
+        nursery.cancel_scope.cancel()
+
+
+async def _stop_on_signal(nursery: trio.Nursery) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for _ in signals:
+            log.info("signal received: unmounting")
+            pyfuse3.terminate()
+            return
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m vfs.daemon` — the detached daemon process `vfs mount` starts."""
+    p = argparse.ArgumentParser(prog="vfs-daemon")
+    p.add_argument("source")
+    p.add_argument("mountpoint")
+    p.add_argument("--ready-fd", type=int)
+    p.add_argument("--options-json", default="{}")
+    args = p.parse_args(argv)
+    import json
+
+    raw = json.loads(args.options_json)
+    opts = MountOptions(args.source, args.mountpoint,
+                        WorkspaceOptions(**raw.get("workspace", {})),
+                        allow_other=raw.get("allow_other", False), debug=raw.get("debug", False))
+    logging.basicConfig(level=logging.DEBUG if opts.debug else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    ready_file = os.fdopen(args.ready_fd, "w") if args.ready_fd is not None else None
+
+    def ready(msg: str) -> None:
+        nonlocal ready_file
+        if ready_file is not None:
+            try:
+                ready_file.write(msg + "\n")
+                ready_file.close()
+            except OSError:
+                pass
+            ready_file = None
+
+    try:
+        return serve(opts, ready)
+    except Exception as exc:
+        log.exception("daemon failed")
+        ready(f"error: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,838 @@
+"""The durable, append-only journal of every edit, and the content it names.
+
+A `Journal` is one SQLite database in WAL mode holding:
+
+- *entries*: immutable `Entry` records numbered 1, 2, 3, ... (`seq`), never
+  renumbered or reused.  Old entries may be trimmed from the front (limits
+  below), so the retained entries are always the contiguous range
+  `first_seq() .. head()`.
+- *blobs*: file contents addressed by their git blob id (`blob_id`), stored
+  once however many entries name them.
+- *state*: the session's current difference from its base, one JSON record per
+  path, written in the same transaction as the entries that explain it, so a
+  remount after `kill -9` finds the two in agreement.
+- *checkpoints*, *pins* (blobs kept alive on request) and free-form *meta*.
+
+What it is not: it does not interpret entries or state records (the session
+does), and it never reads the served tree.
+
+Durability: every public mutator commits before it returns (or, inside
+`transaction()`, when the outermost block exits).  With the default
+`synchronous=NORMAL` a committed transaction survives the death of the process
+(`kill -9`), which is what vfs promises; `durable=True` (`synchronous=FULL`)
+also survives power loss, at the price of an fsync per commit.
+
+Limits: after each commit, entries beyond `max_entries` are trimmed from the
+front; then, while stored blob bytes exceed `max_bytes`, the shortest prefix of
+entries whose removal brings them under the limit is trimmed as well.  When no
+prefix suffices (what the state and the pins keep alive is itself over the
+limit) history is kept and a warning logged.  A blob is deleted only when it
+loses its last reference (trimmed entries, replaced state records, `unpin_blob`)
+and nothing else names it: no remaining entry (`before`/`after`), no state
+record (`"blob"`), no pin.  A blob nobody ever referenced is never deleted, so
+`put_blob` followed by the referencing `append` in a later transaction is safe.
+
+Thread safety: every public method may be called from any thread; one
+`threading.RLock` serialises them.  `transaction()` holds that lock for the
+whole `with` block, so other threads' calls wait until it exits.  Ownership is
+per *thread*: a transaction must not span an `await` in async code, or another
+task on the same thread would silently join it.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+import unicodedata
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+__all__ = ["OPS", "Entry", "Journal", "JournalError", "blob_id"]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+# 'vfs1': lets `file(1)` and this module tell a journal from other SQLite files.
+_APPLICATION_ID = 0x76667331
+
+OPS = frozenset(
+    "write create unlink rename mkdir rmdir chmod symlink link mknod rollback "
+    "checkpoint sync batch external resolve mode".split()
+)
+
+_BLOB_ID = re.compile(r"[0-9a-f]{40}\Z")
+_RESERVED_META = frozenset({"schema_version"})
+
+_SCHEMA = f"""
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE entries(
+    seq INTEGER PRIMARY KEY, time REAL NOT NULL, agent TEXT NOT NULL,
+    op TEXT NOT NULL, path TEXT NOT NULL, path2 TEXT, before TEXT, after TEXT,
+    mode INTEGER, txn INTEGER NOT NULL, info TEXT);
+CREATE INDEX entries_agent ON entries(agent);
+CREATE INDEX entries_path ON entries(path);
+CREATE INDEX entries_path2 ON entries(path2) WHERE path2 IS NOT NULL;
+CREATE INDEX entries_before ON entries(before) WHERE before IS NOT NULL;
+CREATE INDEX entries_after ON entries(after) WHERE after IS NOT NULL;
+CREATE TABLE blobs(id TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE state(path TEXT PRIMARY KEY, record TEXT NOT NULL, blob TEXT);
+CREATE INDEX state_blob ON state(blob) WHERE blob IS NOT NULL;
+CREATE TABLE pins(blob TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE checkpoints(
+    ord INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, seq INTEGER NOT NULL,
+    time REAL NOT NULL, info TEXT);
+-- Invariant: counters 'blobs'/'blob_bytes' equal COUNT(*)/SUM(size) of blobs.
+CREATE TRIGGER blobs_added AFTER INSERT ON blobs BEGIN
+    UPDATE counters SET value = value + 1 WHERE name = 'blobs';
+    UPDATE counters SET value = value + NEW.size WHERE name = 'blob_bytes';
+END;
+CREATE TRIGGER blobs_removed AFTER DELETE ON blobs BEGIN
+    UPDATE counters SET value = value - 1 WHERE name = 'blobs';
+    UPDATE counters SET value = value - OLD.size WHERE name = 'blob_bytes';
+END;
+INSERT INTO counters VALUES ('head', 0), ('blobs', 0), ('blob_bytes', 0);
+INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');
+PRAGMA application_id = {_APPLICATION_ID};
+"""
+
+# Is blob ?1 named by an entry after seq ?2, by a state record, or by a pin?
+_REFERENCED = """SELECT EXISTS(SELECT 1 FROM entries WHERE before = ?1 AND seq > ?2)
+    OR EXISTS(SELECT 1 FROM entries WHERE after = ?1 AND seq > ?2)
+    OR EXISTS(SELECT 1 FROM state WHERE blob = ?1)
+    OR EXISTS(SELECT 1 FROM pins WHERE blob = ?1)"""
+
+# For each seq, the bytes that trimming through it frees: the blobs whose
+# last reference it is and that neither state nor a pin keeps.
+_FREED_AT = """WITH refs(blob, seq) AS (
+        SELECT before, MAX(seq) FROM entries WHERE before IS NOT NULL GROUP BY before
+        UNION ALL
+        SELECT after, MAX(seq) FROM entries WHERE after IS NOT NULL GROUP BY after),
+    last(blob, seq) AS (SELECT blob, MAX(seq) FROM refs GROUP BY blob)
+    SELECT last.seq, SUM(blobs.size) FROM last JOIN blobs ON blobs.id = last.blob
+    WHERE NOT EXISTS(SELECT 1 FROM state WHERE state.blob = last.blob)
+      AND NOT EXISTS(SELECT 1 FROM pins WHERE pins.blob = last.blob)
+    GROUP BY last.seq ORDER BY last.seq"""
+
+_COLUMNS = "seq, time, agent, op, path, path2, before, after, mode, txn, info"
+
+
+def blob_id(data: bytes) -> str:
+    """The git blob id (sha1 hex) of `data`; the journal's content address."""
+    digest = hashlib.sha1(b"blob %d\0" % len(data))
+    digest.update(data)
+    return digest.hexdigest()
+
+
+class JournalError(Exception):
+    """The journal cannot do what was asked: corrupt or foreign file,
+    incompatible schema, duplicate checkpoint, closed journal, I/O failure."""
+
+
+def _breaks_line(ch: str) -> bool:
+    """Could `ch` split a line or fail to encode (control, separator, surrogate)?"""
+    return unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp")
+
+
+def _escape(text: str) -> str:
+    """`text` on one line: backslashes and line-breaking characters escaped."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif _breaks_line(ch):
+            named = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch)
+            code = ord(ch)
+            out.append(named or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _short(blob: str | None) -> str:
+    return "0000000" if blob is None else blob[:7] + ".."
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One recorded operation.  Immutable; `info` must not be mutated."""
+
+    seq: int
+    time: float
+    agent: str
+    op: str
+    path: str
+    path2: str | None = None
+    before: str | None = None
+    after: str | None = None
+    mode: int | None = None
+    txn: int = 0
+    info: dict = field(default_factory=dict)
+
+    def line(self) -> str:
+        """One-line rendering for `.vfs/log`; deterministic, never contains a
+        newline or tab (free text is escaped), e.g.
+        `17 2026-11-26T17:40:01.123Z agent=alice write src/a.py 3f2a1c9..->9b8e7d6..`.
+        A whole-session path renders as `.`, a missing blob as `0000000`."""
+        millis = int(self.time * 1000)
+        stamp = datetime.fromtimestamp(millis // 1000, tz=timezone.utc)
+        parts = [
+            str(self.seq),
+            f"{stamp:%Y-%m-%dT%H:%M:%S}.{millis % 1000:03d}Z",
+            "agent=" + _escape(self.agent),
+            _escape(self.op),
+            _escape(self.path) if self.path else ".",
+        ]
+        if self.path2 is not None:
+            parts += ["->", _escape(self.path2)]
+        if self.before is not None or self.after is not None:
+            parts.append(f"{_short(self.before)}->{_short(self.after)}")
+        if self.mode is not None:
+            parts.append(f"mode={self.mode:o}")
+        for key in sorted(self.info):
+            value = self.info[key]
+            if not isinstance(value, str):
+                value = json.dumps(value, sort_keys=True, separators=(",", ":"))
+            parts.append(f"{_escape(str(key))}={_escape(value)}")
+        return " ".join(parts)
+
+    def to_json(self) -> dict:
+        """Every field as a JSON-able dict (all keys present, None kept)."""
+        return {
+            "seq": self.seq, "time": self.time, "agent": self.agent, "op": self.op,
+            "path": self.path, "path2": self.path2, "before": self.before,
+            "after": self.after, "mode": self.mode, "txn": self.txn,
+            "info": dict(self.info),
+        }
+
+    @classmethod
+    def _from_row(cls, row: tuple) -> Entry:
+        *fields, info = row
+        return cls(*fields, info=json.loads(info) if info else {})
+
+
+@dataclass
+class _Txn:
+    """The open top-level transaction (only ever touched under the lock)."""
+
+    id: int
+    head: int  # Invariant: head == seq of the last entry appended so far
+    first: int
+    entries: list[Entry] = field(default_factory=list)
+    # Blobs that lost a reference in this transaction; collected at commit.
+    candidates: set[str] = field(default_factory=set)
+    depth: int = 0  # nesting depth, names the savepoints
+
+
+def _translated(method: Callable) -> Callable:
+    """Turn sqlite3 errors raised by `method` into JournalError."""
+
+    @functools.wraps(method)
+    def wrapper(self: Journal, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: {exc}") from exc
+
+    return wrapper
+
+
+def _reading(method: Callable) -> Callable:
+    """Run `method` under the lock on an open journal, errors translated."""
+
+    @functools.wraps(method)
+    def wrapper(self: Journal, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self._check_open()
+            return method(self, *args, **kwargs)
+
+    return _translated(wrapper)
+
+
+def _writing(method: Callable) -> Callable:
+    """Run `method` inside `transaction()` (joining one that is open)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Journal, *args: Any, **kwargs: Any) -> Any:
+        with self.transaction():
+            return method(self, *args, **kwargs)
+
+    return _translated(wrapper)
+
+
+class Journal:
+    """An open journal file (see the module docstring for what it holds and
+    guarantees).  Thread-safe; usable as a context manager that closes it."""
+
+    def __init__(self, db_path: str | os.PathLike[str], *, max_entries: int = 1_000_000,
+                 max_bytes: int = 2 << 30, durable: bool = False) -> None:
+        if max_entries < 1 or max_bytes < 0:
+            raise ValueError("max_entries must be >= 1 and max_bytes >= 0")
+        self.path = Path(db_path)
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._lock = threading.RLock()
+        self._txn: _Txn | None = None  # Invariant: not None only while the lock is held
+        self._subscribers: list[tuple[object, Callable[[list[Entry]], None]]] = []
+        # Committed batches not yet handed to subscribers, in commit order.
+        self._pending: deque[list[Entry]] = deque()
+        self._notify_lock = threading.Lock()
+        self._delivering = False  # Invariant: True while one thread drains _pending
+        self._byte_walk_failed_at: int | None = None
+        self._conn = self._connect(durable)
+        try:
+            self._open_schema()
+            # Invariant: outside a transaction, _head/_first describe the committed journal.
+            self._head, self._first = self._read_bounds()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise JournalError(f"cannot open journal {self.path}: corrupt or not a "
+                               f"vfs journal ({exc})") from exc
+        except BaseException:
+            self._conn.close()
+            raise
+        self._closed = False
+
+    # --- opening ---
+
+    def _connect(self, durable: bool) -> sqlite3.Connection:
+        parent = self.path.parent
+        if not parent.exists():
+            parent.mkdir(mode=0o700, parents=True)
+            os.chmod(parent, 0o700)  # mkdir's mode is filtered through the umask
+        # Create the file ourselves rather than flip the process-wide umask (racy
+        # with other threads): SQLite gives -wal and -shm the database file's mode.
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            os.fchmod(fd, 0o600)
+            os.close(fd)
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None,
+                                   check_same_thread=False, timeout=10.0)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise JournalError(f"cannot open journal {self.path}: WAL mode refused ({mode})")
+            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            conn.execute("PRAGMA journal_size_limit=67108864")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise JournalError(f"cannot open journal {self.path}: corrupt or not a "
+                               f"vfs journal ({exc})") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open_schema(self) -> None:
+        tables = {r[0] for r in self._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            self._conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            return
+        app_id = self._conn.execute("PRAGMA application_id").fetchone()[0]
+        if app_id != _APPLICATION_ID or "meta" not in tables:
+            raise JournalError(f"cannot open journal {self.path}: a SQLite database, "
+                               f"but not a vfs journal")
+        row = self._conn.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            found = "none" if row is None else row[0]
+            raise JournalError(f"cannot open journal {self.path}: schema version {found}, "
+                               f"this vfs reads version {SCHEMA_VERSION}")
+
+    def _read_bounds(self) -> tuple[int, int]:
+        """(head, first_seq) as stored: two index lookups, no scan."""
+        head = self._conn.execute(
+            "SELECT value FROM counters WHERE name = 'head'").fetchone()[0]
+        first = self._conn.execute("SELECT MIN(seq) FROM entries").fetchone()[0]
+        return head, head + 1 if first is None else first
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise JournalError(f"journal {self.path} is closed")
+
+    def close(self) -> None:
+        """Close the file (idempotent).  JournalError inside a transaction."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._txn is not None:
+                raise JournalError("close() inside a transaction")
+            self._closed = True
+            self._conn.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- transactions ---
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[int]:
+        """Group every write in the block into one SQLite transaction; yields
+        the transaction id, which is also the seq its first entry gets.
+
+        On normal exit of the outermost block everything commits at once, limits
+        are applied, then subscribers are notified (with the lock released).  On
+        an exception nothing of the block remains (rows, seq counter, pending
+        notifications) and the exception propagates.  A nested block joins the
+        outer transaction but is a savepoint: its own failure undoes only its
+        own writes, and the outer block may catch the exception and go on."""
+        with self._lock:
+            self._check_open()
+            txn = self._txn
+            if txn is not None:
+                yield from self._nested(txn)
+                return
+            txn = self._begin()
+            try:
+                yield txn.id
+            except BaseException:
+                self._abort()
+                raise
+            batch = self._commit(txn)
+        self._deliver(batch)
+
+    def _nested(self, txn: _Txn) -> Iterator[int]:
+        name = f"sp{txn.depth}"
+        mark = (txn.head, len(txn.entries), set(txn.candidates))
+        txn.depth += 1
+        try:
+            self._conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield txn.id
+            except BaseException:
+                self._conn.execute(f"ROLLBACK TO {name}")
+                self._conn.execute(f"RELEASE {name}")
+                txn.head, count, txn.candidates = mark
+                del txn.entries[count:]
+                raise
+            self._conn.execute(f"RELEASE {name}")
+        finally:
+            txn.depth -= 1
+
+    @_translated
+    def _begin(self) -> _Txn:
+        # IMMEDIATE takes SQLite's write lock now, so COMMIT cannot hit a
+        # deadlock with another process; re-reading the bounds under it keeps seq
+        # contiguous even if another process wrote in between.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            head, first = self._read_bounds()
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._txn = _Txn(id=head + 1, head=head, first=first)
+        return self._txn
+
+    def _abort(self) -> None:
+        self._txn = None
+        try:
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            logger.exception("journal %s: rollback failed", self.path)
+
+    def _commit(self, txn: _Txn) -> list[Entry]:
+        try:
+            self._apply_limits(txn)
+            self._conn.execute("UPDATE counters SET value = ? WHERE name = 'head'", (txn.head,))
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            self._abort()
+            if isinstance(exc, sqlite3.Error):
+                raise JournalError(f"journal {self.path}: commit failed: {exc}") from exc
+            raise
+        self._txn = None
+        self._head, self._first = txn.head, txn.first
+        return txn.entries
+
+    def _deliver(self, batch: list[Entry]) -> None:
+        """Hand `batch` to subscribers, after every batch committed before it.
+        The first committing thread drains the queue; a thread that commits
+        while another is delivering leaves its batch to that thread."""
+        if not batch:
+            return
+        with self._notify_lock:
+            self._pending.append(batch)
+            if self._delivering:
+                return
+            self._delivering = True
+        drained = False
+        try:
+            while True:
+                with self._notify_lock:
+                    if not self._pending:
+                        # Cleared under the lock that committers check, so no
+                        # batch can be left behind between the check and here.
+                        self._delivering, drained = False, True
+                        break
+                    batch = self._pending.popleft()
+                    subscribers = [cb for _, cb in self._subscribers]
+                for callback in subscribers:
+                    try:
+                        callback(list(batch))
+                    except Exception:
+                        logger.exception("journal subscriber %r failed", callback)
+        finally:
+            if not drained:  # a BaseException escaped a callback: let others deliver
+                with self._notify_lock:
+                    self._delivering = False
+
+    def subscribe(self, callback: Callable[[list[Entry]], None]) -> Callable[[], None]:
+        """Call `callback(entries)` after each commit that appended entries.
+
+        Batches arrive exactly once, in commit order, with the journal's lock
+        released (a callback may read or append).  The committing thread
+        delivers, unless another thread is already delivering: then that thread
+        delivers this batch too, after the ones before it.  An exception from a
+        callback is logged and does not affect the commit or other subscribers.
+        Returns an idempotent unsubscribe function."""
+        token = object()
+        with self._notify_lock:
+            self._subscribers.append((token, callback))
+
+        def unsubscribe() -> None:
+            with self._notify_lock:
+                self._subscribers = [s for s in self._subscribers if s[0] is not token]
+
+        return unsubscribe
+
+    # --- entries ---
+
+    @_writing
+    def append(self, op: str, path: str = "", *, agent: str, path2: str | None = None,
+               before: str | None = None, after: str | None = None,
+               mode: int | None = None, info: dict | None = None) -> Entry:
+        """Record one operation as entry head+1 and return it.  `before` and
+        `after` are blob ids (need not be stored); `info` must be JSON-able."""
+        if op not in OPS:
+            raise ValueError(f"unknown journal op {op!r}")
+        if not agent:
+            raise ValueError("agent must be a non-empty string")
+        for blob in (before, after):
+            if blob is not None and not _BLOB_ID.match(blob):
+                raise ValueError(f"not a blob id: {blob!r}")
+        info_text = json.dumps(info, sort_keys=True) if info else None
+        txn = self._txn
+        entry = Entry(txn.head + 1, time.time(), agent, op, path, path2, before, after,
+                      mode, txn.id, json.loads(info_text) if info_text else {})
+        self._conn.execute(
+            f"INSERT INTO entries({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (entry.seq, entry.time, agent, op, path, path2, before, after, mode, txn.id,
+             info_text))
+        txn.head = entry.seq
+        txn.entries.append(entry)
+        return entry
+
+    def head(self) -> int:
+        """The last committed seq; 0 when nothing was ever appended."""
+        with self._lock:
+            return self._head
+
+    def first_seq(self) -> int:
+        """The oldest retained committed seq; head()+1 when none is retained."""
+        with self._lock:
+            return self._first
+
+    @_reading
+    def entries(self, since: int = 0, until: int | None = None, *, agent: str | None = None,
+                path: str | None = None, limit: int | None = None) -> list[Entry]:
+        """Entries with since < seq <= until, ascending; `path` matches path or
+        path2.  Inside a transaction its own uncommitted entries are included."""
+        sql = f"SELECT {_COLUMNS} FROM entries WHERE seq > ?"
+        args: list[Any] = [since]
+        if until is not None:
+            sql += " AND seq <= ?"
+            args.append(until)
+        if agent is not None:
+            sql += " AND agent = ?"
+            args.append(agent)
+        if path is not None:
+            sql += " AND (path = ? OR path2 = ?)"
+            args += [path, path]
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [Entry._from_row(r) for r in self._conn.execute(sql, args)]
+
+    @_reading
+    def entry(self, seq: int) -> Entry:
+        """Entry `seq`; KeyError when it does not exist or was trimmed."""
+        row = self._conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE seq = ?",
+                                 (seq,)).fetchone()
+        if row is None:
+            raise KeyError(seq)
+        return Entry._from_row(row)
+
+    @_reading
+    def agents(self) -> list[str]:
+        """Distinct agents of the retained entries, sorted (an index skip-scan)."""
+        rows = self._conn.execute(
+            "WITH RECURSIVE a(name) AS (SELECT MIN(agent) FROM entries UNION ALL "
+            "SELECT (SELECT MIN(agent) FROM entries WHERE agent > a.name) FROM a "
+            "WHERE a.name IS NOT NULL) SELECT name FROM a WHERE name IS NOT NULL")
+        return [r[0] for r in rows]
+
+    # --- blobs ---
+
+    @_writing
+    def put_blob(self, data: bytes) -> str:
+        """Store `data` (once per content) and return its blob id."""
+        data = bytes(data)
+        blob = blob_id(data)
+        if not self._conn.execute("SELECT 1 FROM blobs WHERE id = ?", (blob,)).fetchone():
+            self._conn.execute("INSERT INTO blobs(id, size, data) VALUES (?, ?, ?)",
+                               (blob, len(data), data))
+        return blob
+
+    @_reading
+    def get_blob(self, blob: str) -> bytes:
+        """The content of `blob`; KeyError when unknown or evicted, JournalError
+        when the stored bytes no longer match their id."""
+        row = self._conn.execute("SELECT data FROM blobs WHERE id = ?", (blob,)).fetchone()
+        if row is None:
+            raise KeyError(blob)
+        data = bytes(row[0])
+        if blob_id(data) != blob:
+            raise JournalError(f"journal {self.path}: blob {blob} is corrupt")
+        return data
+
+    @_reading
+    def has_blob(self, blob: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM blobs WHERE id = ?", (blob,)).fetchone() is not None
+
+    @_writing
+    def pin_blob(self, blob: str) -> None:
+        """Keep `blob` alive until `unpin_blob` (a set, not a refcount).
+        KeyError when the blob is not stored."""
+        if not self._conn.execute("SELECT 1 FROM blobs WHERE id = ?", (blob,)).fetchone():
+            raise KeyError(blob)
+        self._conn.execute("INSERT OR IGNORE INTO pins(blob) VALUES (?)", (blob,))
+
+    @_writing
+    def unpin_blob(self, blob: str) -> None:
+        """Drop the pin (no-op when not pinned); the blob is deleted at commit
+        if nothing else references it."""
+        if self._conn.execute("DELETE FROM pins WHERE blob = ?", (blob,)).rowcount:
+            self._txn.candidates.add(blob)
+
+    # --- overlay state ---
+
+    @_writing
+    def set_state(self, path: str, record: dict | None) -> None:
+        """Set (or, with None, remove) the state record of `path`.  A string
+        `record["blob"]` keeps that blob alive while the record names it."""
+        old = self._conn.execute("SELECT blob FROM state WHERE path = ?", (path,)).fetchone()
+        if record is None:
+            self._conn.execute("DELETE FROM state WHERE path = ?", (path,))
+            new_blob = None
+        else:
+            if not isinstance(record, dict):
+                raise TypeError(f"state record must be a dict, not {type(record).__name__}")
+            blob = record.get("blob")
+            new_blob = blob if isinstance(blob, str) else None
+            self._conn.execute(
+                "INSERT OR REPLACE INTO state(path, record, blob) VALUES (?, ?, ?)",
+                (path, json.dumps(record, sort_keys=True), new_blob))
+        if old is not None and old[0] is not None and old[0] != new_blob:
+            self._txn.candidates.add(old[0])
+
+    @_reading
+    def state(self) -> dict[str, dict]:
+        """Every state record by path (sorted by path)."""
+        rows = self._conn.execute("SELECT path, record FROM state ORDER BY path")
+        return {path: json.loads(record) for path, record in rows}
+
+    @_writing
+    def clear_state(self) -> None:
+        """Remove every state record."""
+        rows = self._conn.execute("SELECT DISTINCT blob FROM state WHERE blob IS NOT NULL")
+        self._txn.candidates.update(r[0] for r in rows)
+        self._conn.execute("DELETE FROM state")
+
+    # --- checkpoints ---
+
+    @_writing
+    def add_checkpoint(self, name: str, seq: int, info: dict | None = None) -> None:
+        """Name journal position `seq` (0 <= seq <= head).  JournalError if the
+        name is taken, empty or not a single line."""
+        if not name or any(map(_breaks_line, name)):
+            raise JournalError(f"checkpoint name must be a non-empty single line: {name!r}")
+        if not 0 <= seq <= self._txn.head:
+            raise JournalError(f"checkpoint {name!r}: seq {seq} is not in 0..{self._txn.head}")
+        row = self._conn.execute("SELECT seq FROM checkpoints WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            raise JournalError(f"checkpoint {name!r} already exists (at seq {row[0]})")
+        self._conn.execute(
+            "INSERT INTO checkpoints(name, seq, time, info) VALUES (?, ?, ?, ?)",
+            (name, seq, time.time(), json.dumps(info, sort_keys=True) if info else None))
+
+    @_reading
+    def checkpoints(self) -> list[tuple[str, int, float]]:
+        """(name, seq, time) of every checkpoint, in creation order.  A seq below
+        first_seq() names history that has been trimmed."""
+        return [tuple(r) for r in self._conn.execute(
+            "SELECT name, seq, time FROM checkpoints ORDER BY ord")]
+
+    @_reading
+    def checkpoint_seq(self, name: str) -> int:
+        """The seq checkpoint `name` marks; KeyError when unknown."""
+        row = self._conn.execute("SELECT seq FROM checkpoints WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise KeyError(name)
+        return row[0]
+
+    @_reading
+    def checkpoint_info(self, name: str) -> dict:
+        """The `info` given to add_checkpoint (a copy); KeyError when unknown."""
+        row = self._conn.execute("SELECT info FROM checkpoints WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise KeyError(name)
+        return json.loads(row[0]) if row[0] else {}
+
+    # --- meta and stats ---
+
+    @_reading
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    @_writing
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set `key` (None deletes it).  The journal's own keys are refused."""
+        if key in _RESERVED_META:
+            raise JournalError(f"meta key {key!r} is reserved")
+        if value is None:
+            self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                               (key, str(value)))
+
+    @_reading
+    def stats(self) -> dict:
+        """Sizes and limits: entries, first_seq, head, blobs, blob_bytes,
+        db_bytes (database plus WAL file), max_entries, max_bytes, agents (count)."""
+        counters = dict(self._conn.execute("SELECT name, value FROM counters"))
+        db_bytes = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                db_bytes += os.path.getsize(f"{self.path}{suffix}")
+        return {
+            "entries": self._head - self._first + 1, "first_seq": self._first,
+            "head": self._head, "blobs": counters["blobs"],
+            "blob_bytes": counters["blob_bytes"], "db_bytes": db_bytes,
+            "max_entries": self.max_entries, "max_bytes": self.max_bytes,
+            "agents": len(self.agents()),
+        }
+
+    @_reading
+    def check_invariants(self) -> None:
+        """Verify the stored invariants (full scans; for tests).  AssertionError
+        names the first one broken."""
+        txn = self._txn
+        head, first = (self._head, self._first) if txn is None else (txn.head, txn.first)
+        if txn is None and self._read_bounds() != (head, first):
+            raise AssertionError(f"cached bounds {(head, first)} != stored {self._read_bounds()}")
+        count, low, high = self._conn.execute(
+            "SELECT COUNT(*), MIN(seq), MAX(seq) FROM entries").fetchone()
+        if count != head - first + 1 or (count and (low, high) != (first, head)):
+            raise AssertionError(f"entries not contiguous {first}..{head}: "
+                                 f"{count} rows, {low}..{high}")
+        blobs, size = self._conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs").fetchone()
+        counters = dict(self._conn.execute("SELECT name, value FROM counters"))
+        if (counters["blobs"], counters["blob_bytes"]) != (blobs, size):
+            raise AssertionError(f"blob counters {counters} != ({blobs}, {size})")
+
+    # --- limits ---
+
+    def _blob_bytes(self) -> int:
+        return self._conn.execute(
+            "SELECT value FROM counters WHERE name = 'blob_bytes'").fetchone()[0]
+
+    def _apply_limits(self, txn: _Txn) -> None:
+        """Trim entries and collect blobs inside the committing transaction."""
+        if txn.head - txn.first + 1 > self.max_entries:
+            self._trim_through(txn, txn.head - self.max_entries)
+        self._collect(txn)
+        if self._blob_bytes() > self.max_bytes:
+            cut = self._byte_cut(txn)
+            if cut is not None:
+                self._trim_through(txn, cut)
+                self._collect(txn)
+
+    def _trim_through(self, txn: _Txn, last: int) -> None:
+        """Delete entries with seq <= last; their blobs become candidates."""
+        rows = self._conn.execute(
+            "SELECT before, after FROM entries WHERE seq <= ?", (last,)).fetchall()
+        txn.candidates.update(b for row in rows for b in row if b is not None)
+        self._conn.execute("DELETE FROM entries WHERE seq <= ?", (last,))
+        logger.info("journal %s: trimmed entries %d..%d", self.path, txn.first, last)
+        txn.first = last + 1
+
+    def _collect(self, txn: _Txn) -> None:
+        """Delete the candidate blobs nothing references any more."""
+        dropped = 0
+        for blob in sorted(txn.candidates):
+            if not self._conn.execute(_REFERENCED, (blob, 0)).fetchone()[0]:
+                dropped += self._conn.execute("DELETE FROM blobs WHERE id = ?", (blob,)).rowcount
+        txn.candidates.clear()
+        if dropped:
+            logger.debug("journal %s: deleted %d unreferenced blobs", self.path, dropped)
+
+    def _byte_cut(self, txn: _Txn) -> int | None:
+        """The smallest seq such that trimming through it frees enough blob bytes
+        to get under max_bytes, or None when no prefix suffices.  A blob is freed
+        at its last referencing entry.  The first entries are walked one by one
+        (the steady state needs one or two); a longer prefix is found with one
+        aggregate query.  After a failure, the next try waits until the journal
+        has grown by 1/16, so an unreachable limit costs O(1) amortised."""
+        failed_at = self._byte_walk_failed_at
+        if failed_at is not None and \
+                txn.head - failed_at < max(64, (txn.head - txn.first + 1) // 16):
+            return None
+        excess = self._blob_bytes() - self.max_bytes
+        freed = 0
+        walk = self._conn.execute(
+            "SELECT seq, before, after FROM entries ORDER BY seq LIMIT 256").fetchall()
+        for seq, *blobs in walk:
+            for blob in set(b for b in blobs if b is not None):
+                if not self._conn.execute(_REFERENCED, (blob, seq)).fetchone()[0]:
+                    size = self._conn.execute(
+                        "SELECT size FROM blobs WHERE id = ?", (blob,)).fetchone()
+                    freed += size[0] if size else 0
+            if freed >= excess:
+                self._byte_walk_failed_at = None
+                return seq
+        freed = 0
+        for seq, size in self._conn.execute(_FREED_AT) if len(walk) == 256 else ():
+            freed += size
+            if freed >= excess:
+                self._byte_walk_failed_at = None
+                return seq
+        log = logger.debug if failed_at is not None else logger.warning
+        log("journal %s: blob bytes exceed max_bytes %d by %d even without history; "
+            "keeping history", self.path, self.max_bytes, excess)
+        self._byte_walk_failed_at = txn.head
+        return None

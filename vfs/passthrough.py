@@ -1,0 +1,31 @@
+"""Which paths bypass the session and go straight to disk.
+
+`.git/` and whatever the project's ignore rules match (`__pycache__`,
+`.pytest_cache`, `.venv`, build output, ...) are passthrough: tools write
+them through the mount, but they land on the backing directory, untracked by
+the journal, so `git` works inside the mount and caches do not fill memory.
+Extra glob patterns (gitignore syntax) come from configuration.
+
+The rules are read when the mount starts (`.gitignore` files through the
+session's base, not through the mount).
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from gitsync import IgnoreRules
+
+__all__ = ["PassthroughRules", "DEFAULT_PATTERNS"]
+
+DEFAULT_PATTERNS = (".git", "__pycache__/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".venv/", "*.pyc")
+
+
+class PassthroughRules:
+    def __init__(self, root: str, extra_patterns: Iterable[str] = (),
+                 read: Callable[[str], bytes | None] | None = None) -> None:
+        self.rules = IgnoreRules(root, (*DEFAULT_PATTERNS, *extra_patterns), read=read)
+
+    def is_passthrough(self, rel: str, is_dir: bool) -> bool:
+        if rel == ".vfs" or rel.startswith(".vfs/"):
+            return False
+        return self.rules.is_ignored(rel, is_dir)

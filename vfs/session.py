@@ -1,0 +1,609 @@
+"""The session: the one core every face (FUSE, control files, CLI, Python API) talks to.
+
+A Session owns the truth of a mounted workspace:
+- `tree`, the POSIX inode tree over a base (see `vfs.tree`);
+- `overlay`, path -> state for every path whose state differs from the base
+  (`None` = deleted from the base).  It is exactly "what changed";
+- the journal (optional, see `vfs.journal`), where each change is appended
+  with the before and after state of every path it touched, in the same
+  transaction as the overlay update, so a remount can restore it.
+
+Every change, whatever face it came from, reaches `changed()`, which records
+it, bumps the journal, and tells listeners (`subscribe`).  Changes that did
+not come through the kernel (API calls, control commands) also queue kernel
+cache invalidations; the FUSE adapter installs the `invalidator`.
+
+Thread safety: every public method takes `self.lock` (an RLock), so FUSE
+handlers on the trio thread and API callers on other threads are serialised.
+Nothing here blocks for long: no parsing, no network; hashing is per close.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from .agents import AgentNames
+from .base import Base
+from .errors import FsError
+from .node import Node
+from .states import BaseStates, State, blob_id, node_state
+from .tree import ROOT, Caller, Tree, join
+
+__all__ = ["Session", "Handle", "Change", "API_CALLER", "check_rel_path"]
+
+log = logging.getLogger(__name__)
+
+_MISSING = object()
+
+
+def check_rel_path(path: str) -> str:
+    """Normalise a path given by a user (control file, API): relative, inside the tree.
+
+    Refuses absolute paths, `..`, NUL and empty names with EINVAL.
+    """
+    if not isinstance(path, str):
+        raise FsError(errno.EINVAL, "path must be a string")
+    if "\0" in path:
+        raise FsError(errno.EINVAL, "path contains NUL")
+    if path.startswith("/"):
+        raise FsError(errno.EINVAL, f"absolute path refused: {path}")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise FsError(errno.EINVAL, f"path leaves the tree: {path}")
+    if parts and parts[0] == ".vfs":
+        raise FsError(errno.EINVAL, f"path inside the control directory: {path}")
+    return "/".join(parts)
+
+
+API_CALLER = Caller(uid=os.getuid(), gid=os.getgid(), pid=0, umask=0o022)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One recorded change, as listeners see it."""
+
+    seq: int
+    op: str
+    paths: tuple[str, ...]
+    agent: str
+    time: float
+    path2: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"seq": self.seq, "op": self.op, "paths": list(self.paths), "agent": self.agent,
+               "time": self.time}
+        if self.path2 is not None:
+            out["path2"] = self.path2
+        return out
+
+
+@dataclass
+class Handle:
+    node: Node
+    flags: int
+    caller: Caller
+    fd: int | None = None  # disk nodes: a real descriptor on the backing file
+
+
+class Session:
+    """See module docstring."""
+
+    def __init__(self, base: Base, *, disk_fd: int | None = None,
+                 passthrough: Callable[[str, bool], bool] | None = None,
+                 journal: Any = None, agent_names: AgentNames | None = None) -> None:
+        self.lock = threading.RLock()
+        self.base = base
+        self.tree = Tree(base, disk_fd=disk_fd, passthrough=passthrough)
+        self.tree.recorder = self
+        self.base_states = BaseStates(base)
+        self.journal = journal
+        self.agents = agent_names or AgentNames()
+        # Invariant: overlay[p] == state of p in the tree, for exactly the paths whose state != base state.
+        self.overlay: dict[str, State] = {}
+        self.handles: dict[int, Handle] = {}
+        self._next_fh = 1
+        self._seq = journal.head() if journal is not None else 0
+        self._listeners: list[Callable[[Change], None]] = []
+        self.invalidator: Any = None  # set by the FUSE adapter: .inode(ino), .entry(parent_ino, name), .wait()
+        self._quiet = 0  # >0 while replaying: changes are applied but not journaled
+        self._agent_override: str | None = None
+
+    # ------------------------------------------------------------------ listeners
+    def subscribe(self, fn: Callable[[Change], None]) -> Callable[[], None]:
+        with self.lock:
+            self._listeners.append(fn)
+
+        def unsubscribe() -> None:
+            with self.lock:
+                if fn in self._listeners:
+                    self._listeners.remove(fn)
+        return unsubscribe
+
+    def agent_name(self, caller: Caller) -> str:
+        if self._agent_override is not None:
+            return self._agent_override
+        return self.agents.name(caller.pid) if caller.pid else "api"
+
+    # ------------------------------------------------------------------ state bookkeeping
+    def _content(self, node: Node) -> bytes | None:
+        if node.is_reg:
+            return bytes(self.tree.load(node)) if node.data is not None or node.base_rel is None \
+                else None
+        if node.is_lnk:
+            return self.tree.readlink(node)
+        return None
+
+    def current_state(self, path: str) -> State:
+        node = self.tree.try_resolve(path)
+        if node is None or node.disk:
+            return None
+        if node.is_reg and node.data is None and node.base_rel is not None:
+            # Never loaded: still the base content.
+            base = self.base_states.state(node.base_rel)
+            if base is not None and base.get("kind") == "file":
+                return {"kind": "file", "mode": node.mode, "blob": base["blob"]}
+        return node_state(node, self._content(node))
+
+    def state_before(self, path: str) -> State:
+        """The last recorded state of `path`: the overlay's, else the base's."""
+        hit = self.overlay.get(path, _MISSING)
+        if hit is not _MISSING:
+            return hit
+        return self.base_states.state(path)
+
+    def state_content(self, path: str, state: State) -> bytes:
+        """The bytes behind a state: from the tree, the journal or the base."""
+        blob = state.get("blob")
+        node = self.tree.try_resolve(path)
+        if node is not None and not node.disk:
+            data = self._content(node)
+            if data is not None and blob_id(data) == blob:
+                return data
+        if self.journal is not None and self.journal.has_blob(blob):
+            return self.journal.get_blob(blob)
+        base = self.base_states.state(path)
+        if base is not None and base.get("blob") == blob:
+            return self.base_states.content(path, base)
+        raise FsError(errno.ENOENT, f"content {blob[:12]} of {path} is no longer stored")
+
+    def _store(self, path: str, state: State, node_for_content: Node | None) -> None:
+        """Make sure the journal holds the content of `state`."""
+        if self.journal is None or state is None or "blob" not in state:
+            return
+        if self.journal.has_blob(state["blob"]):
+            return
+        if node_for_content is not None:
+            data = self._content(node_for_content)
+            if data is None:
+                data = self.base_states.content(node_for_content.base_rel, state)
+        else:
+            data = self.base_states.content(path, state)
+        self.journal.put_blob(data)
+
+    # ------------------------------------------------------------------ the recorder
+    def changed(self, op: str, paths: list[str], caller: Caller, path2: str | None = None,
+                info: dict | None = None) -> Change | None:
+        """Record that `paths` may have changed (Tree calls this after each mutation)."""
+        deltas = []
+        for path in paths:
+            before = self.state_before(path)
+            after = self.current_state(path)
+            if before == after:
+                continue
+            deltas.append((path, before, after))
+        if not deltas and op not in ("checkpoint", "sync", "rollback", "batch"):
+            return None
+        return self._record(op, deltas, self.agent_name(caller), path2=path2, info=info)
+
+    def _record(self, op: str, deltas: list[tuple[str, State, State]], agent: str,
+                path2: str | None = None, info: dict | None = None) -> Change:
+        now = time.time()
+        if self.journal is not None and not self._quiet:
+            with self.journal.transaction():
+                for path, before, after in deltas:
+                    self._store(path, before, None)
+                    self._store(path, after, self.tree.try_resolve(path))
+                main = deltas[0] if deltas else ("", None, None)
+                extra = dict(info or {})
+                extra["d"] = [[p, b, a] for p, b, a in deltas]
+                entry = self.journal.append(
+                    op, main[0], agent=agent, path2=path2,
+                    before=(main[1] or {}).get("blob"), after=(main[2] or {}).get("blob"),
+                    mode=(main[2] or {}).get("mode"), info=extra)
+                self._update_overlay(deltas)
+            seq = entry.seq
+            now = entry.time
+        else:
+            self._update_overlay(deltas)
+            self._seq += 1
+            seq = self._seq
+        change = Change(seq, op, tuple(p for p, _, _ in deltas), agent, now, path2)
+        self._seq = max(self._seq, seq)
+        for fn in list(self._listeners):
+            try:
+                fn(change)
+            except Exception:  # a listener must never break a write
+                log.exception("change listener failed")
+        return change
+
+    def _update_overlay(self, deltas: Iterable[tuple[str, State, State]]) -> None:
+        for path, _before, after in deltas:
+            base = self.base_states.state(path)
+            if after == base:
+                self.overlay.pop(path, None)
+                if self.journal is not None and not self._quiet:
+                    self.journal.set_state(path, None)
+            else:
+                self.overlay[path] = after
+                if self.journal is not None and not self._quiet:
+                    self.journal.set_state(path, {"s": after})
+
+    # ------------------------------------------------------------------ kernel-facing operations
+    def lookup(self, parent: int, name: str) -> Node | None:
+        with self.lock:
+            return self.tree.lookup(self.tree.node(parent), name)
+
+    def getattr(self, ino: int) -> Node:
+        with self.lock:
+            return self.tree.node(ino)
+
+    def readdir(self, ino: int, cookie: int) -> list[tuple[int, str, Node]]:
+        with self.lock:
+            node = self.tree.node(ino)
+            entries = self.tree.entries(node)
+            return [(c, name, self.tree.nodes[i]) for c, name, i in entries.since(cookie)]
+
+    def create(self, parent: int, name: str, mode: int, caller: Caller) -> Node:
+        with self.lock:
+            return self.tree.create(self.tree.node(parent), name, mode, caller)
+
+    def mkdir(self, parent: int, name: str, mode: int, caller: Caller) -> Node:
+        with self.lock:
+            return self.tree.mkdir(self.tree.node(parent), name, mode, caller)
+
+    def mknod(self, parent: int, name: str, mode: int, rdev: int, caller: Caller) -> Node:
+        with self.lock:
+            return self.tree.mknod(self.tree.node(parent), name, mode, rdev, caller)
+
+    def symlink(self, parent: int, name: str, target: bytes, caller: Caller) -> Node:
+        with self.lock:
+            return self.tree.symlink(self.tree.node(parent), name, target, caller)
+
+    def link(self, ino: int, parent: int, name: str, caller: Caller) -> Node:
+        with self.lock:
+            return self.tree.link(self.tree.node(ino), self.tree.node(parent), name, caller)
+
+    def unlink(self, parent: int, name: str, caller: Caller) -> None:
+        with self.lock:
+            self.tree.unlink(self.tree.node(parent), name, caller)
+
+    def rmdir(self, parent: int, name: str, caller: Caller) -> None:
+        with self.lock:
+            self.tree.rmdir(self.tree.node(parent), name, caller)
+
+    def rename(self, old_parent: int, old: str, new_parent: int, new: str, flags: int, caller: Caller) -> None:
+        with self.lock:
+            t = self.tree
+            t.rename(t.node(old_parent), old, t.node(new_parent), new, flags, caller)
+
+    def readlink(self, ino: int) -> bytes:
+        with self.lock:
+            return self.tree.readlink(self.tree.node(ino))
+
+    def setattr(self, ino: int, caller: Caller, fh: int | None = None, **fields: Any) -> Node:
+        with self.lock:
+            node = self.tree.node(ino)
+            self.tree.setattr(node, caller, **fields)
+            if fields.get("size") is not None and not node.disk:
+                handle = self.handles.get(fh) if fh else None
+                if handle is None and node.opens == 0:
+                    self.tree.commit(node, caller)  # truncate(2) on a path is its own close point
+            return node
+
+    def forget(self, ino: int, n: int) -> None:
+        with self.lock:
+            self.tree.forget(ino, n)
+
+    def open(self, ino: int, flags: int, caller: Caller) -> int:
+        with self.lock:
+            node = self.tree.node(ino)
+            if node.is_dir:
+                raise FsError(errno.EISDIR, "is a directory")
+            handle = Handle(node, flags, caller)
+            if node.disk:
+                rel = self.tree.path_of(node)
+                try:
+                    handle.fd = os.open(rel, flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY),
+                                        dir_fd=self.tree.disk_fd)
+                except OSError as exc:
+                    raise FsError(exc.errno or errno.EIO, str(exc)) from None
+            elif flags & os.O_TRUNC and node.is_reg:
+                self.tree.truncate(node, 0)
+            node.opens += 1
+            fh = self._next_fh
+            self._next_fh += 1
+            self.handles[fh] = handle
+            return fh
+
+    def _handle(self, fh: int) -> Handle:
+        try:
+            return self.handles[fh]
+        except KeyError:
+            raise FsError(errno.EBADF, f"bad file handle {fh}") from None
+
+    def read(self, fh: int, offset: int, size: int) -> bytes:
+        with self.lock:
+            h = self._handle(fh)
+            if h.fd is not None:
+                return os.pread(h.fd, size, offset)
+            return self.tree.read(h.node, offset, size)
+
+    def write(self, fh: int, offset: int, buf: bytes) -> int:
+        with self.lock:
+            h = self._handle(fh)
+            if h.fd is not None:
+                return os.pwrite(h.fd, buf, offset)
+            node = h.node
+            if h.flags & os.O_APPEND:
+                offset = len(self.tree.load(node))
+            written = self.tree.write(node, offset, buf)
+            if h.caller.uid != 0 and node.mode & (stat.S_ISUID | stat.S_ISGID):
+                self.tree._kill_priv(node)
+            return written
+
+    def flush(self, fh: int) -> None:
+        with self.lock:
+            h = self._handle(fh)
+            if h.fd is None:
+                self.tree.commit(h.node, h.caller)
+
+    def fsync(self, fh: int) -> None:
+        with self.lock:
+            h = self._handle(fh)
+            if h.fd is not None:
+                os.fsync(h.fd)
+            else:
+                self.tree.commit(h.node, h.caller)
+
+    def release(self, fh: int) -> None:
+        with self.lock:
+            h = self.handles.pop(fh, None)
+            if h is None:
+                return
+            if h.fd is not None:
+                os.close(h.fd)
+            else:
+                self.tree.commit(h.node, h.caller)
+            h.node.opens -= 1
+            self.tree._maybe_free(h.node)
+
+    def statfs(self) -> os.statvfs_result | None:
+        fd = self.tree.disk_fd
+        return os.fstatvfs(fd) if fd is not None else None
+
+    # ------------------------------------------------------------------ API-facing operations
+    # These are the changes that did not come through the kernel: each one
+    # queues the kernel cache invalidations its effects need.
+    def _invalidate(self, paths: Iterable[str], *, before: dict[str, tuple[int, int, int]] | None = None) -> None:
+        inv = self.invalidator
+        if inv is None:
+            return
+        for path in paths:
+            old = (before or {}).get(path)
+            if old is not None:
+                parent_ino, ino, _ = old
+                inv.entry(parent_ino, path.rsplit("/", 1)[-1])
+                inv.inode(ino)
+            node = self.tree.try_resolve(path)
+            if node is not None:
+                inv.inode(node.ino)
+                parent = self.tree.try_resolve(path.rsplit("/", 1)[0] if "/" in path else "")
+                if parent is not None:
+                    inv.entry(parent.ino, path.rsplit("/", 1)[-1])
+                    inv.inode(parent.ino)
+            else:
+                parent = self.tree.try_resolve(path.rsplit("/", 1)[0] if "/" in path else "")
+                if parent is not None:
+                    inv.entry(parent.ino, path.rsplit("/", 1)[-1])
+                    inv.inode(parent.ino)
+
+    def _where(self, paths: Iterable[str]) -> dict[str, tuple[int, int, int]]:
+        out = {}
+        for path in paths:
+            node = self.tree.try_resolve(path)
+            if node is not None:
+                out[path] = (node.parent, node.ino, 0)
+        return out
+
+    def wait_invalidations(self, timeout: float = 5.0) -> None:
+        """Block until queued kernel invalidations are done (no-op without a mount)."""
+        inv = self.invalidator
+        if inv is not None:
+            inv.wait(timeout)
+
+    def read_file(self, path: str) -> bytes:
+        path = check_rel_path(path)
+        with self.lock:
+            node = self.tree.resolve(path)
+            if node.is_dir:
+                raise FsError(errno.EISDIR, f"is a directory: {path}")
+            if node.is_lnk:
+                return self.tree.readlink(node)
+            if node.disk:
+                return self.base.read(path) if hasattr(self.base, "read") else b""
+            return bytes(self.tree.load(node))
+
+    def exists(self, path: str) -> bool:
+        with self.lock:
+            node = self.tree.try_resolve(check_rel_path(path))
+            return node is not None
+
+    def _ensure_dirs(self, path: str, caller: Caller) -> Node:
+        node = self.tree.nodes[ROOT]
+        done = ""
+        for part in [p for p in path.split("/") if p]:
+            child = self.tree.lookup(node, part)
+            if child is None:
+                child = self.tree.mkdir(node, part, 0o777, caller)
+            elif not child.is_dir:
+                raise FsError(errno.ENOTDIR, f"not a directory: {join(done, part)}")
+            node = child
+            done = join(done, part)
+        return node
+
+    def write_file(self, path: str, data: bytes, *, agent: str = "api", mode: int | None = None) -> Change | None:
+        """Replace (or create, with parent directories) the file at `path`; one journal entry."""
+        path = check_rel_path(path)
+        if not path:
+            raise FsError(errno.EISDIR, "the root is a directory")
+        with self.lock, self._as(agent):
+            parent_path, _, name = path.rpartition("/")
+            parent = self._ensure_dirs(parent_path, API_CALLER)
+            node = self.tree.lookup(parent, name)
+            if node is None:
+                node = self.tree.create(parent, name, 0o666 if mode is None else mode, API_CALLER)
+            elif node.is_dir:
+                raise FsError(errno.EISDIR, f"is a directory: {path}")
+            elif not node.is_reg:
+                raise FsError(errno.EINVAL, f"not a regular file: {path}")
+            node.data = bytearray(data)
+            node.touch()
+            if mode is not None:
+                node.mode = stat.S_IFREG | (mode & 0o7777)
+            node.unsaved = False
+            change = self.changed("write", [path], API_CALLER)
+            self._invalidate([path])
+        return change
+
+    def delete_path(self, path: str, *, agent: str = "api") -> None:
+        path = check_rel_path(path)
+        with self.lock, self._as(agent):
+            before = self._where([path])
+            node = self.tree.resolve(path)
+            parent = self.tree.nodes[node.parent]
+            if node.is_dir:
+                for sub, child in reversed(list(self.tree.walk(node, path))):
+                    if sub == path:
+                        continue
+                    p = self.tree.nodes[child.parent]
+                    if child.is_dir:
+                        self.tree.rmdir(p, child.name, API_CALLER)
+                    else:
+                        self.tree.unlink(p, child.name, API_CALLER)
+                self.tree.rmdir(parent, node.name, API_CALLER)
+            else:
+                self.tree.unlink(parent, node.name, API_CALLER)
+            self._invalidate([path], before=before)
+
+    def rename_path(self, old: str, new: str, *, agent: str = "api") -> None:
+        old, new = check_rel_path(old), check_rel_path(new)
+        with self.lock, self._as(agent):
+            before = self._where([old, new])
+            node = self.tree.resolve(old)
+            new_parent_path, _, new_name = new.rpartition("/")
+            new_parent = self._ensure_dirs(new_parent_path, API_CALLER)
+            self.tree.rename(self.tree.nodes[node.parent], node.name, new_parent, new_name, 0, API_CALLER)
+            self._invalidate([old, new], before=before)
+
+    # ------------------------------------------------------------------ applying absolute states
+    def apply_states(self, states: dict[str, State], contents: Callable[[str, State], bytes]) -> list[str]:
+        """Make each path hold its state (None = absent), creating parents as needed.
+
+        Used by rollback, batch and crash recovery.  Removals run deepest first,
+        creations shallowest first.  Returns the paths whose state changed.
+        Caller holds the lock and wraps this in the journal transaction it wants.
+        """
+        changed = []
+        removals = sorted((p for p, s in states.items() if s is None), key=lambda p: -p.count("/"))
+        for path in removals:
+            node = self.tree.try_resolve(path)
+            if node is None or node.disk:
+                continue
+            parent = self.tree.nodes[node.parent]
+            for sub, child in reversed(list(self.tree.walk(node, path))):
+                p = self.tree.nodes[child.parent]
+                if child.is_dir:
+                    self.tree.rmdir(p, child.name, API_CALLER)
+                else:
+                    self.tree.unlink(p, child.name, API_CALLER)
+                changed.append(sub)
+            del parent
+        for path in sorted((p for p, s in states.items() if s is not None), key=lambda p: p.count("/")):
+            state = states[path]
+            if self.current_state(path) == state:
+                continue
+            parent_path, _, name = path.rpartition("/")
+            parent = self._ensure_dirs(parent_path, API_CALLER)
+            node = self.tree.lookup(parent, name)
+            kind = state["kind"]
+            if node is not None and (kind != "file" or not node.is_reg) and \
+                    not (kind == "dir" and node.is_dir):
+                self.delete_tree_node(parent, name, node)
+                node = None
+            if kind == "dir":
+                if node is None:
+                    node = self.tree.mkdir(parent, name, 0o777, API_CALLER)
+                node.mode = state["mode"]
+            elif kind == "file":
+                data = contents(path, state)
+                if node is None:
+                    node = self.tree.create(parent, name, 0o666, API_CALLER)
+                node.data = bytearray(data)
+                node.mode = state["mode"]
+                node.unsaved = False
+                node.touch()
+            elif kind == "symlink":
+                self.tree.symlink(parent, name, contents(path, state), API_CALLER)
+            else:
+                node = self.tree.mknod(parent, name, state["mode"], state.get("rdev", 0), API_CALLER)
+            changed.append(path)
+        return changed
+
+    def delete_tree_node(self, parent: Node, name: str, node: Node) -> None:
+        path = join(self.tree.path_of(parent) or "", name)
+        for sub, child in reversed(list(self.tree.walk(node, path))):
+            p = self.tree.nodes[child.parent]
+            if child.is_dir:
+                self.tree.rmdir(p, child.name, API_CALLER)
+            else:
+                self.tree.unlink(p, child.name, API_CALLER)
+
+    class _AgentScope:
+        def __init__(self, session: "Session", agent: str | None) -> None:
+            self.session, self.agent, self.saved = session, agent, None
+
+        def __enter__(self) -> None:
+            self.saved = self.session._agent_override
+            if self.agent is not None:
+                self.session._agent_override = self.agent
+
+        def __exit__(self, *exc: Any) -> None:
+            self.session._agent_override = self.saved
+
+    def _as(self, agent: str | None) -> "Session._AgentScope":
+        """Attribute the changes made inside the block to `agent`."""
+        return Session._AgentScope(self, agent)
+
+    # ------------------------------------------------------------------ queries
+    def changes(self) -> dict[str, State]:
+        with self.lock:
+            return dict(sorted(self.overlay.items()))
+
+    def head(self) -> int:
+        with self.lock:
+            return self._seq
+
+    def check_invariants(self) -> None:
+        """Cheap consistency checks the tests call."""
+        with self.lock:
+            for path, state in self.overlay.items():
+                assert self.current_state(path) == state, f"overlay out of date for {path}"
+                assert state != self.base_states.state(path), f"overlay holds an unchanged path {path}"
+            for node in self.tree.nodes.values():
+                assert node.lookups >= 0 and node.opens >= 0
