@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,14 +54,19 @@ def fuse_options(opts: MountOptions) -> set[str]:
     return options
 
 
-def serve(opts: MountOptions, ready=None) -> int:
-    """Mount and serve until told to stop. `ready(msg)` is called once with 'ok' or 'error: ...'."""
+def serve(opts: MountOptions, ready=None, on_workspace=None) -> int:
+    """Mount and serve until told to stop. `ready(msg)` is called once with 'ok' or 'error: ...'.
+
+    `on_workspace(ws)` (for in-process mounts) receives the workspace before mounting.
+    """
     report = ready or (lambda msg: None)
     try:
         ws = Workspace.open(opts.source, opts.workspace)
     except Exception as exc:  # any failure to open is reported to the waiting parent, then raised
         report(f"error: {exc}")
         raise
+    if on_workspace is not None:
+        on_workspace(ws)
     ops = VfsOperations(ws.session, ws.control)
     try:
         pyfuse3.init(ops, opts.mountpoint, fuse_options(opts))
@@ -92,7 +98,8 @@ def serve(opts: MountOptions, ready=None) -> int:
 
 async def _main(ws: Workspace, report) -> None:
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_stop_on_signal, nursery)
+        if threading.current_thread() is threading.main_thread():
+            nursery.start_soon(_stop_on_signal, nursery)
         ws.start_background(nursery)
         report("ok")
         await pyfuse3.main()
@@ -105,6 +112,45 @@ async def _stop_on_signal(nursery: trio.Nursery) -> None:
             log.info("signal received: unmounting")
             pyfuse3.terminate()
             return
+
+
+class InProcessMount:
+    """A mount served by a thread of this process (tests, notebooks): `ws.session` is live.
+
+    pyfuse3 allows one mount per process.  `stop()` unmounts and joins the thread.
+    """
+
+    def __init__(self, opts: MountOptions) -> None:
+        self.opts = opts
+        self.ws: Workspace | None = None
+        self._ready = threading.Event()
+        self._message = ""
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="vfs-mount", daemon=True)
+
+    def _run(self) -> None:
+        def ready(msg: str) -> None:
+            self._message = msg
+            self._ready.set()
+
+        def got(ws: Workspace) -> None:
+            self.ws = ws
+        try:
+            serve(self.opts, ready, got)
+        except BaseException as exc:  # surfaced to the starting thread
+            self._error = exc
+            self._ready.set()
+
+    def start(self, timeout: float = 30.0) -> "InProcessMount":
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._message != "ok":
+            raise RuntimeError(f"in-process mount failed: {self._message or self._error}")
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            trio.from_thread.run_sync(pyfuse3.terminate, trio_token=pyfuse3.trio_token)
+            self._thread.join(30)
 
 
 def main(argv: list[str] | None = None) -> int:

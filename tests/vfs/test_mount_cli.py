@@ -1,0 +1,78 @@
+"""`vfs mount` / `unmount` / `status` as a user runs them."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+from conftest import VFS, mount_source, run, tree_hashes, unmount
+
+
+def test_mount_serves_source_and_disk_stays(mounted):
+    before = tree_hashes(mounted.source)
+    assert (mounted.path / "calc" / "ops.py").read_text() == (mounted.source / "calc" / "ops.py").read_text()
+    run(["sh", "-c", "echo 'def sub(a, b):\n    return a - b' >> calc/ops.py"], cwd=mounted.path)
+    assert "def sub" in run(["cat", "calc/ops.py"], cwd=mounted.path).stdout
+    assert "def sub" not in (mounted.source / "calc" / "ops.py").read_text()
+    assert tree_hashes(mounted.source) == before
+
+
+def test_status_lists_live_mount(mounted):
+    out = run([*VFS, "status"]).stdout
+    assert str(mounted.path) in out and f"pid={mounted.pid}" in out
+
+
+def test_mount_over_source_itself(project):
+    before = tree_hashes(project)
+    m = mount_source(project, None)
+    try:
+        # The agent's existing paths keep working, and now show the in-memory view.
+        (project / "data" / "notes.txt").write_text("changed in memory\n")
+        assert run(["cat", str(project / "data" / "notes.txt")]).stdout == "changed in memory\n"
+        assert run(["grep", "-r", "changed in memory", "."], cwd=project).stdout.strip() == \
+            "./data/notes.txt:changed in memory"
+    finally:
+        unmount(m)
+    assert tree_hashes(project) == before  # unmounted: the disk never changed
+
+
+def test_mount_errors_are_one_line(project, tmp_path, mounted):
+    cases = [
+        ([str(tmp_path / "nope")], "does not exist"),
+        ([str(project / "README.md")], "is not a directory"),
+        ([str(project), str(mounted.path)], "already mounted"),
+    ]
+    for args, needle in cases:
+        res = run([*VFS, "mount", *args], check=False)
+        assert res.returncode != 0
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], res.stderr
+
+
+def test_unmount_of_something_else_fails(tmp_path):
+    res = run([*VFS, "unmount", str(tmp_path)], check=False)
+    assert res.returncode != 0 and "not a vfs mount" in res.stderr
+
+
+def test_pytest_inside_mount_sees_memory_only_edit(mounted):
+    """A test fails before the edit and passes after it, while the disk never changes."""
+    test = mounted.path / "tests" / "test_ops.py"
+    test.write_text(test.read_text() + "\n\ndef test_sub():\n    from calc.ops import sub\n    assert sub(5, 3) == 2\n")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    env.pop("PYTEST_ADDOPTS", None)
+    disk_before = hashlib.sha256((mounted.source / "calc" / "ops.py").read_bytes()).hexdigest()
+    first = subprocess.run(cmd, cwd=mounted.path, capture_output=True, text=True, env=env)
+    assert first.returncode == 1 and "1 failed, 2 passed" in first.stdout, first.stdout
+    ops = mounted.path / "calc" / "ops.py"
+    ops.write_text(ops.read_text() + "\n\ndef sub(a, b):\n    return a - b\n")
+    second = subprocess.run(cmd, cwd=mounted.path, capture_output=True, text=True, env=env)
+    assert second.returncode == 0 and "3 passed" in second.stdout, second.stdout
+    assert hashlib.sha256((mounted.source / "calc" / "ops.py").read_bytes()).hexdigest() == disk_before
+    assert "test_sub" not in (mounted.source / "tests" / "test_ops.py").read_text()
+
+
+def test_demo_command_runs():
+    res = run([*VFS, "demo"], timeout=180)
+    assert "4 passed" in res.stdout and "unchanged" in res.stdout and "vfs demo: done" in res.stdout
