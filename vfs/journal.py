@@ -28,8 +28,8 @@ entries whose removal brings them under the limit is trimmed as well.  When no
 prefix suffices (what the state and the pins keep alive is itself over the
 limit) history is kept and a warning logged.  A blob is deleted only when it
 loses its last reference (trimmed entries, replaced state records, `unpin_blob`)
-and nothing else names it: no remaining entry (`before`/`after`), no state
-record (`"blob"`), no pin.  A blob nobody ever referenced is never deleted, so
+and nothing else names it: no remaining entry (its `before`/`after`, or a
+`"blob"` value anywhere in its `info`), no state record (`"blob"`), no pin.  A blob nobody ever referenced is never deleted, so
 `put_blob` followed by the referencing `append` in a later transaction is safe.
 
 Thread safety: every public method may be called from any thread; one
@@ -61,7 +61,7 @@ __all__ = ["OPS", "Entry", "Journal", "JournalError", "blob_id"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: before the refs table (migrated on open)
 # 'vfs1': lets `file(1)` and this module tell a journal from other SQLite files.
 _APPLICATION_ID = 0x76667331
 
@@ -83,8 +83,10 @@ CREATE TABLE entries(
 CREATE INDEX entries_agent ON entries(agent);
 CREATE INDEX entries_path ON entries(path);
 CREATE INDEX entries_path2 ON entries(path2) WHERE path2 IS NOT NULL;
-CREATE INDEX entries_before ON entries(before) WHERE before IS NOT NULL;
-CREATE INDEX entries_after ON entries(after) WHERE after IS NOT NULL;
+-- Invariant: one row per (blob, seq) the entry seq names (see _entry_blobs).
+CREATE TABLE refs(blob TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(blob, seq))
+    WITHOUT ROWID;
+CREATE INDEX refs_seq ON refs(seq);
 CREATE TABLE blobs(id TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE TABLE state(path TEXT PRIMARY KEY, record TEXT NOT NULL, blob TEXT);
 CREATE INDEX state_blob ON state(blob) WHERE blob IS NOT NULL;
@@ -107,18 +109,13 @@ PRAGMA application_id = {_APPLICATION_ID};
 """
 
 # Is blob ?1 named by an entry after seq ?2, by a state record, or by a pin?
-_REFERENCED = """SELECT EXISTS(SELECT 1 FROM entries WHERE before = ?1 AND seq > ?2)
-    OR EXISTS(SELECT 1 FROM entries WHERE after = ?1 AND seq > ?2)
+_REFERENCED = """SELECT EXISTS(SELECT 1 FROM refs WHERE blob = ?1 AND seq > ?2)
     OR EXISTS(SELECT 1 FROM state WHERE blob = ?1)
     OR EXISTS(SELECT 1 FROM pins WHERE blob = ?1)"""
 
 # For each seq, the bytes that trimming through it frees: the blobs whose
 # last reference it is and that neither state nor a pin keeps.
-_FREED_AT = """WITH refs(blob, seq) AS (
-        SELECT before, MAX(seq) FROM entries WHERE before IS NOT NULL GROUP BY before
-        UNION ALL
-        SELECT after, MAX(seq) FROM entries WHERE after IS NOT NULL GROUP BY after),
-    last(blob, seq) AS (SELECT blob, MAX(seq) FROM refs GROUP BY blob)
+_FREED_AT = """WITH last(blob, seq) AS (SELECT blob, MAX(seq) FROM refs GROUP BY blob)
     SELECT last.seq, SUM(blobs.size) FROM last JOIN blobs ON blobs.id = last.blob
     WHERE NOT EXISTS(SELECT 1 FROM state WHERE state.blob = last.blob)
       AND NOT EXISTS(SELECT 1 FROM pins WHERE pins.blob = last.blob)
@@ -159,6 +156,24 @@ def _escape(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def _entry_blobs(before: str | None, after: str | None, info: Any) -> set[str]:
+    """The blobs an entry keeps alive: `before`, `after`, and every blob id
+    under a "blob" key at any depth of `info` (where the session keeps the
+    per-path states of multi-path entries)."""
+    found = {b for b in (before, after) if b is not None}
+    stack = [info]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            blob = value.get("blob")
+            if isinstance(blob, str) and _BLOB_ID.match(blob):
+                found.add(blob)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return found
 
 
 def _short(blob: str | None) -> str:
@@ -353,10 +368,35 @@ class Journal:
                                f"but not a vfs journal")
         row = self._conn.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None or row[0] != str(SCHEMA_VERSION):
+        if row is not None and row[0] == "1":
+            self._migrate_from_1()
+        elif row is None or row[0] != str(SCHEMA_VERSION):
             found = "none" if row is None else row[0]
             raise JournalError(f"cannot open journal {self.path}: schema version {found}, "
                                f"this vfs reads version {SCHEMA_VERSION}")
+
+    def _migrate_from_1(self) -> None:
+        """Version 1 found blob references through indexes on before/after only;
+        version 2 keeps every reference (info included) in the refs table."""
+        logger.info("journal %s: migrating schema 1 -> %d", self.path, SCHEMA_VERSION)
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            refs_ddl = _SCHEMA[_SCHEMA.index("CREATE TABLE refs"):_SCHEMA.index("CREATE TABLE blobs")]
+            for statement in refs_ddl.split(";")[:-1]:  # executescript would COMMIT first
+                conn.execute(statement)
+            rows = conn.execute("SELECT seq, before, after, info FROM entries").fetchall()
+            conn.executemany("INSERT INTO refs(blob, seq) VALUES (?, ?)", [
+                (blob, seq) for seq, before, after, info in rows
+                for blob in _entry_blobs(before, after, json.loads(info) if info else {})])
+            conn.execute("DROP INDEX IF EXISTS entries_before")
+            conn.execute("DROP INDEX IF EXISTS entries_after")
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                         (str(SCHEMA_VERSION),))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _read_bounds(self) -> tuple[int, int]:
         """(head, first_seq) as stored: two index lookups, no scan."""
@@ -524,7 +564,9 @@ class Journal:
                before: str | None = None, after: str | None = None,
                mode: int | None = None, info: dict | None = None) -> Entry:
         """Record one operation as entry head+1 and return it.  `before` and
-        `after` are blob ids (need not be stored); `info` must be JSON-able."""
+        `after` are blob ids (need not be stored); `info` must be JSON-able.
+        While the entry is retained it keeps alive `before`, `after` and every
+        blob id found under a "blob" key at any depth of `info`."""
         if op not in OPS:
             raise ValueError(f"unknown journal op {op!r}")
         if not agent:
@@ -540,6 +582,8 @@ class Journal:
             f"INSERT INTO entries({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (entry.seq, entry.time, agent, op, path, path2, before, after, mode, txn.id,
              info_text))
+        self._conn.executemany("INSERT INTO refs(blob, seq) VALUES (?, ?)",
+                               [(b, entry.seq) for b in _entry_blobs(before, after, entry.info)])
         txn.head = entry.seq
         txn.entries.append(entry)
         return entry
@@ -759,6 +803,10 @@ class Journal:
         if count != head - first + 1 or (count and (low, high) != (first, head)):
             raise AssertionError(f"entries not contiguous {first}..{head}: "
                                  f"{count} rows, {low}..{high}")
+        orphans = self._conn.execute(
+            "SELECT COUNT(*) FROM refs WHERE seq NOT IN (SELECT seq FROM entries)").fetchone()[0]
+        if orphans:
+            raise AssertionError(f"{orphans} blob references to trimmed entries")
         blobs, size = self._conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs").fetchone()
         counters = dict(self._conn.execute("SELECT name, value FROM counters"))
@@ -784,11 +832,11 @@ class Journal:
 
     def _trim_through(self, txn: _Txn, last: int) -> None:
         """Delete entries with seq <= last; their blobs become candidates."""
-        rows = self._conn.execute(
-            "SELECT before, after FROM entries WHERE seq <= ?", (last,)).fetchall()
-        txn.candidates.update(b for row in rows for b in row if b is not None)
+        rows = self._conn.execute("SELECT blob FROM refs WHERE seq <= ?", (last,))
+        txn.candidates.update(r[0] for r in rows)
+        self._conn.execute("DELETE FROM refs WHERE seq <= ?", (last,))
         self._conn.execute("DELETE FROM entries WHERE seq <= ?", (last,))
-        logger.info("journal %s: trimmed entries %d..%d", self.path, txn.first, last)
+        logger.debug("journal %s: trimmed entries %d..%d", self.path, txn.first, last)
         txn.first = last + 1
 
     def _collect(self, txn: _Txn) -> None:
@@ -814,19 +862,19 @@ class Journal:
             return None
         excess = self._blob_bytes() - self.max_bytes
         freed = 0
-        walk = self._conn.execute(
-            "SELECT seq, before, after FROM entries ORDER BY seq LIMIT 256").fetchall()
-        for seq, *blobs in walk:
-            for blob in set(b for b in blobs if b is not None):
-                if not self._conn.execute(_REFERENCED, (blob, seq)).fetchone()[0]:
-                    size = self._conn.execute(
-                        "SELECT size FROM blobs WHERE id = ?", (blob,)).fetchone()
-                    freed += size[0] if size else 0
-            if freed >= excess:
-                self._byte_walk_failed_at = None
-                return seq
+        walk = self._conn.execute("SELECT seq, blob FROM refs WHERE seq < ? ORDER BY seq",
+                                  (txn.first + 256,))
+        for seq, blob in walk:
+            if not self._conn.execute(_REFERENCED, (blob, seq)).fetchone()[0]:
+                size = self._conn.execute("SELECT size FROM blobs WHERE id = ?", (blob,)).fetchone()
+                freed += size[0] if size else 0
+                if freed >= excess:
+                    walk.close()
+                    self._byte_walk_failed_at = None
+                    return seq
         freed = 0
-        for seq, size in self._conn.execute(_FREED_AT) if len(walk) == 256 else ():
+        long_history = txn.head >= txn.first + 256
+        for seq, size in self._conn.execute(_FREED_AT) if long_history else ():
             freed += size
             if freed >= excess:
                 self._byte_walk_failed_at = None

@@ -19,6 +19,7 @@ Nothing here blocks for long: no parsing, no network; hashing is per close.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -26,7 +27,7 @@ import stat
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from .agents import AgentNames
 from .base import Base
@@ -62,6 +63,9 @@ def check_rel_path(path: str) -> str:
 
 
 API_CALLER = Caller(uid=os.getuid(), gid=os.getgid(), pid=0, umask=0o022)
+
+# Operations that are journaled even when they change no path (markers in the history).
+_ALWAYS_RECORDED = frozenset({"checkpoint", "sync", "rollback", "batch", "mode", "resolve"})
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,10 @@ class Session:
         self._seq = journal.head() if journal is not None else 0
         self._listeners: list[Callable[[Change], None]] = []
         self.invalidator: Any = None  # set by the FUSE adapter: .inode(ino), .entry(parent_ino, name), .wait()
-        self._quiet = 0  # >0 while replaying: changes are applied but not journaled
+        self._quiet = 0  # >0 while restoring: tree changes are not recorded at all
         self._agent_override: str | None = None
+        # Paths touched inside the running compound operation (None when none runs).
+        self._compound: list[str] | None = None
 
     # ------------------------------------------------------------------ listeners
     def subscribe(self, fn: Callable[[Change], None]) -> Callable[[], None]:
@@ -189,22 +195,35 @@ class Session:
     # ------------------------------------------------------------------ the recorder
     def changed(self, op: str, paths: list[str], caller: Caller, path2: str | None = None,
                 info: dict | None = None) -> Change | None:
-        """Record that `paths` may have changed (Tree calls this after each mutation)."""
+        """Record that `paths` may have changed (Tree calls this after each mutation).
+
+        Inside `compound()` the paths are only collected; the compound records them
+        as one entry when it ends.
+        """
+        if self._quiet:
+            return None
+        if self._compound is not None:
+            self._compound.extend(paths)
+            return None
+        return self._record_paths(op, paths, caller, path2, info)
+
+    def _record_paths(self, op: str, paths: Iterable[str], caller: Caller, path2: str | None = None,
+                      info: dict | None = None) -> Change | None:
         deltas = []
-        for path in paths:
+        for path in dict.fromkeys(paths):
             before = self.state_before(path)
             after = self.current_state(path)
             if before == after:
                 continue
             deltas.append((path, before, after))
-        if not deltas and op not in ("checkpoint", "sync", "rollback", "batch"):
+        if not deltas and op not in _ALWAYS_RECORDED:
             return None
         return self._record(op, deltas, self.agent_name(caller), path2=path2, info=info)
 
     def _record(self, op: str, deltas: list[tuple[str, State, State]], agent: str,
                 path2: str | None = None, info: dict | None = None) -> Change:
         now = time.time()
-        if self.journal is not None and not self._quiet:
+        if self.journal is not None:
             with self.journal.transaction():
                 for path, before, after in deltas:
                     self._store(path, before, None)
@@ -237,12 +256,12 @@ class Session:
             base = self.base_states.state(path)
             if after == base:
                 self.overlay.pop(path, None)
-                if self.journal is not None and not self._quiet:
+                if self.journal is not None:
                     self.journal.set_state(path, None)
             else:
                 self.overlay[path] = after
-                if self.journal is not None and not self._quiet:
-                    self.journal.set_state(path, {"s": after})
+                if self.journal is not None:
+                    self.journal.set_state(path, after if after is not None else {"kind": "deleted"})
 
     # ------------------------------------------------------------------ kernel-facing operations
     def lookup(self, parent: int, name: str) -> Node | None:
@@ -387,46 +406,82 @@ class Session:
         fd = self.tree.disk_fd
         return os.fstatvfs(fd) if fd is not None else None
 
-    # ------------------------------------------------------------------ API-facing operations
-    # These are the changes that did not come through the kernel: each one
-    # queues the kernel cache invalidations its effects need.
-    def _invalidate(self, paths: Iterable[str], *, before: dict[str, tuple[int, int, int]] | None = None) -> None:
+    # ------------------------------------------------------------------ compound operations
+    # Changes that did not come through the kernel (API calls, control
+    # commands, rollback, batch) run inside `compound()`: all their tree
+    # mutations become ONE journal entry, all or nothing, followed by the
+    # kernel cache invalidations their effects need.
+    @contextlib.contextmanager
+    def compound(self, op: str, agent: str = "api", *, path2: str | None = None,
+                 info: dict | None = None) -> Iterator[dict]:
+        """Group the mutations of the block into one recorded change.
+
+        If the block raises, every path it touched is put back to its recorded
+        state (nothing is journaled) and the exception propagates.  A compound
+        inside a compound joins the outer one.  The yielded dict receives
+        `change` (the recorded Change, or None when nothing changed).
+        """
+        with self.lock:
+            if self._compound is not None:
+                yield {}
+                return
+            self._compound = []
+            result: dict = {"change": None}
+            try:
+                yield result
+            except BaseException:
+                touched, self._compound = self._compound, None
+                self._restore(touched)
+                self._invalidate(touched)
+                raise
+            touched, self._compound = self._compound, None
+            with self._as(agent):
+                change = self._record_paths(op, touched, API_CALLER, path2, info)
+            if change is None and op in _ALWAYS_RECORDED:
+                change = self._record(op, [], agent, path2=path2, info=info)
+            result["change"] = change
+            self._invalidate(touched)
+
+    def _restore(self, paths: list[str]) -> None:
+        """Put `paths` back to their recorded states without recording anything."""
+        self._quiet += 1
+        try:
+            states = {p: self.state_before(p) for p in dict.fromkeys(paths)}
+            self.apply_states(states, self.state_content)
+        finally:
+            self._quiet -= 1
+
+    def _invalidate(self, paths: Iterable[str]) -> None:
+        """Queue kernel invalidations for `paths`: their entries, their inodes, their parents."""
         inv = self.invalidator
         if inv is None:
             return
-        for path in paths:
-            old = (before or {}).get(path)
-            if old is not None:
-                parent_ino, ino, _ = old
-                inv.entry(parent_ino, path.rsplit("/", 1)[-1])
-                inv.inode(ino)
+        seen: set[tuple] = set()
+        for path in dict.fromkeys(paths):
+            parent_path, _, name = path.rpartition("/")
+            parent = self.tree.try_resolve(parent_path)
             node = self.tree.try_resolve(path)
-            if node is not None:
-                inv.inode(node.ino)
-                parent = self.tree.try_resolve(path.rsplit("/", 1)[0] if "/" in path else "")
-                if parent is not None:
-                    inv.entry(parent.ino, path.rsplit("/", 1)[-1])
-                    inv.inode(parent.ino)
-            else:
-                parent = self.tree.try_resolve(path.rsplit("/", 1)[0] if "/" in path else "")
-                if parent is not None:
-                    inv.entry(parent.ino, path.rsplit("/", 1)[-1])
-                    inv.inode(parent.ino)
-
-    def _where(self, paths: Iterable[str]) -> dict[str, tuple[int, int, int]]:
-        out = {}
-        for path in paths:
-            node = self.tree.try_resolve(path)
-            if node is not None:
-                out[path] = (node.parent, node.ino, 0)
-        return out
+            for item in ((("entry", parent.ino, name),) if parent else ()) + \
+                        ((("inode", node.ino),) if node else ()) + \
+                        ((("inode", parent.ino),) if parent else ()):
+                if item in seen:
+                    continue
+                seen.add(item)
+                if item[0] == "entry":
+                    inv.entry(item[1], item[2])
+                else:
+                    inv.inode(item[1])
 
     def wait_invalidations(self, timeout: float = 5.0) -> None:
-        """Block until queued kernel invalidations are done (no-op without a mount)."""
+        """Block until queued kernel invalidations are done (no-op without a mount).
+
+        Call it from a thread, never from the FUSE loop.
+        """
         inv = self.invalidator
         if inv is not None:
             inv.wait(timeout)
 
+    # ------------------------------------------------------------------ API-facing operations
     def read_file(self, path: str) -> bytes:
         path = check_rel_path(path)
         with self.lock:
@@ -436,120 +491,117 @@ class Session:
             if node.is_lnk:
                 return self.tree.readlink(node)
             if node.disk:
-                return self.base.read(path) if hasattr(self.base, "read") else b""
+                raise FsError(errno.EPERM, f"passthrough path, read it from disk: {path}")
             return bytes(self.tree.load(node))
 
     def exists(self, path: str) -> bool:
         with self.lock:
-            node = self.tree.try_resolve(check_rel_path(path))
-            return node is not None
+            return self.tree.try_resolve(check_rel_path(path)) is not None
 
-    def _ensure_dirs(self, path: str, caller: Caller) -> Node:
+    def _ensure_dirs(self, path: str) -> Node:
         node = self.tree.nodes[ROOT]
         done = ""
         for part in [p for p in path.split("/") if p]:
             child = self.tree.lookup(node, part)
             if child is None:
-                child = self.tree.mkdir(node, part, 0o777, caller)
+                child = self.tree.mkdir(node, part, 0o777, API_CALLER)
             elif not child.is_dir:
                 raise FsError(errno.ENOTDIR, f"not a directory: {join(done, part)}")
             node = child
             done = join(done, part)
         return node
 
+    def _put_file(self, path: str, data: bytes, mode: int | None = None) -> None:
+        parent_path, _, name = path.rpartition("/")
+        parent = self._ensure_dirs(parent_path)
+        node = self.tree.lookup(parent, name)
+        if node is None:
+            node = self.tree.create(parent, name, 0o666 if mode is None else mode, API_CALLER)
+        elif node.is_dir:
+            raise FsError(errno.EISDIR, f"is a directory: {path}")
+        elif not node.is_reg or node.disk:
+            raise FsError(errno.EINVAL, f"not a regular in-memory file: {path}")
+        node.data = bytearray(data)
+        node.unsaved = False
+        node.touch()
+        if mode is not None:
+            node.mode = stat.S_IFREG | (mode & 0o7777)
+        self.changed("write", [path], API_CALLER)
+
+    def _remove(self, path: str) -> None:
+        node = self.tree.resolve(path)
+        if node is self.tree.nodes[ROOT]:
+            raise FsError(errno.EBUSY, "cannot delete the root")
+        self.delete_tree_node(self.tree.nodes[node.parent], node.name, node)
+
     def write_file(self, path: str, data: bytes, *, agent: str = "api", mode: int | None = None) -> Change | None:
         """Replace (or create, with parent directories) the file at `path`; one journal entry."""
         path = check_rel_path(path)
         if not path:
             raise FsError(errno.EISDIR, "the root is a directory")
-        with self.lock, self._as(agent):
-            parent_path, _, name = path.rpartition("/")
-            parent = self._ensure_dirs(parent_path, API_CALLER)
-            node = self.tree.lookup(parent, name)
-            if node is None:
-                node = self.tree.create(parent, name, 0o666 if mode is None else mode, API_CALLER)
-            elif node.is_dir:
-                raise FsError(errno.EISDIR, f"is a directory: {path}")
-            elif not node.is_reg:
-                raise FsError(errno.EINVAL, f"not a regular file: {path}")
-            node.data = bytearray(data)
-            node.touch()
-            if mode is not None:
-                node.mode = stat.S_IFREG | (mode & 0o7777)
-            node.unsaved = False
-            change = self.changed("write", [path], API_CALLER)
-            self._invalidate([path])
-        return change
+        with self.compound("write", agent) as result:
+            self._put_file(path, data, mode)
+        return result["change"]
 
-    def delete_path(self, path: str, *, agent: str = "api") -> None:
+    def delete_path(self, path: str, *, agent: str = "api") -> Change | None:
+        """Delete a file, symlink or whole directory tree."""
         path = check_rel_path(path)
-        with self.lock, self._as(agent):
-            before = self._where([path])
-            node = self.tree.resolve(path)
-            parent = self.tree.nodes[node.parent]
-            if node.is_dir:
-                for sub, child in reversed(list(self.tree.walk(node, path))):
-                    if sub == path:
-                        continue
-                    p = self.tree.nodes[child.parent]
-                    if child.is_dir:
-                        self.tree.rmdir(p, child.name, API_CALLER)
-                    else:
-                        self.tree.unlink(p, child.name, API_CALLER)
-                self.tree.rmdir(parent, node.name, API_CALLER)
-            else:
-                self.tree.unlink(parent, node.name, API_CALLER)
-            self._invalidate([path], before=before)
+        with self.compound("unlink", agent) as result:
+            self._remove(path)
+        return result["change"]
 
-    def rename_path(self, old: str, new: str, *, agent: str = "api") -> None:
+    def rename_path(self, old: str, new: str, *, agent: str = "api") -> Change | None:
         old, new = check_rel_path(old), check_rel_path(new)
-        with self.lock, self._as(agent):
-            before = self._where([old, new])
-            node = self.tree.resolve(old)
-            new_parent_path, _, new_name = new.rpartition("/")
-            new_parent = self._ensure_dirs(new_parent_path, API_CALLER)
-            self.tree.rename(self.tree.nodes[node.parent], node.name, new_parent, new_name, 0, API_CALLER)
-            self._invalidate([old, new], before=before)
+        with self.compound("rename", agent, path2=new) as result:
+            self._move(old, new)
+        return result["change"]
+
+    def _move(self, old: str, new: str) -> None:
+        node = self.tree.resolve(old)
+        if node.disk:
+            raise FsError(errno.EXDEV, f"passthrough path: {old}")
+        parent_path, _, name = new.rpartition("/")
+        new_parent = self._ensure_dirs(parent_path)
+        self.tree.rename(self.tree.nodes[node.parent], node.name, new_parent, name, 0, API_CALLER)
+
+    def mkdir_path(self, path: str, *, agent: str = "api") -> Change | None:
+        path = check_rel_path(path)
+        with self.compound("mkdir", agent) as result:
+            self._ensure_dirs(path)
+        return result["change"]
 
     # ------------------------------------------------------------------ applying absolute states
     def apply_states(self, states: dict[str, State], contents: Callable[[str, State], bytes]) -> list[str]:
         """Make each path hold its state (None = absent), creating parents as needed.
 
-        Used by rollback, batch and crash recovery.  Removals run deepest first,
-        creations shallowest first.  Returns the paths whose state changed.
-        Caller holds the lock and wraps this in the journal transaction it wants.
+        The building block of rollback, batch and crash recovery.  Removals run
+        deepest first, creations shallowest first.  Returns the paths changed.
+        Callers hold the lock and run this inside `compound()` (or quietly).
         """
         changed = []
         removals = sorted((p for p, s in states.items() if s is None), key=lambda p: -p.count("/"))
         for path in removals:
             node = self.tree.try_resolve(path)
-            if node is None or node.disk:
+            if node is None or node.disk or node.ino == ROOT:
                 continue
-            parent = self.tree.nodes[node.parent]
-            for sub, child in reversed(list(self.tree.walk(node, path))):
-                p = self.tree.nodes[child.parent]
-                if child.is_dir:
-                    self.tree.rmdir(p, child.name, API_CALLER)
-                else:
-                    self.tree.unlink(p, child.name, API_CALLER)
-                changed.append(sub)
-            del parent
+            self.delete_tree_node(self.tree.nodes[node.parent], node.name, node)
+            changed.append(path)
         for path in sorted((p for p, s in states.items() if s is not None), key=lambda p: p.count("/")):
             state = states[path]
             if self.current_state(path) == state:
                 continue
             parent_path, _, name = path.rpartition("/")
-            parent = self._ensure_dirs(parent_path, API_CALLER)
+            parent = self._ensure_dirs(parent_path)
             node = self.tree.lookup(parent, name)
             kind = state["kind"]
-            if node is not None and (kind != "file" or not node.is_reg) and \
-                    not (kind == "dir" and node.is_dir):
+            if node is not None and not ((kind == "file" and node.is_reg) or (kind == "dir" and node.is_dir)):
                 self.delete_tree_node(parent, name, node)
                 node = None
             if kind == "dir":
                 if node is None:
                     node = self.tree.mkdir(parent, name, 0o777, API_CALLER)
                 node.mode = state["mode"]
+                node.touch(content=False)
             elif kind == "file":
                 data = contents(path, state)
                 if node is None:
@@ -561,13 +613,15 @@ class Session:
             elif kind == "symlink":
                 self.tree.symlink(parent, name, contents(path, state), API_CALLER)
             else:
-                node = self.tree.mknod(parent, name, state["mode"], state.get("rdev", 0), API_CALLER)
+                self.tree.mknod(parent, name, state["mode"], state.get("rdev", 0), API_CALLER)
+            self.changed("apply", [path], API_CALLER)
             changed.append(path)
         return changed
 
     def delete_tree_node(self, parent: Node, name: str, node: Node) -> None:
+        """Remove `node` (named `name` in `parent`) and everything below it."""
         path = join(self.tree.path_of(parent) or "", name)
-        for sub, child in reversed(list(self.tree.walk(node, path))):
+        for _sub, child in reversed(list(self.tree.walk(node, path))):
             p = self.tree.nodes[child.parent]
             if child.is_dir:
                 self.tree.rmdir(p, child.name, API_CALLER)
@@ -589,6 +643,23 @@ class Session:
     def _as(self, agent: str | None) -> "Session._AgentScope":
         """Attribute the changes made inside the block to `agent`."""
         return Session._AgentScope(self, agent)
+
+    def mark_synced(self, paths: list[str], *, agent: str = "api") -> Change:
+        """The disk now holds `paths` as the tree does: they leave the overlay; one `sync` entry."""
+        with self.lock:
+            for path in paths:
+                self.base_states.forget(path)
+            if self.journal is not None:
+                with self.journal.transaction():
+                    change = self._record("sync", [], agent, info={"paths": sorted(paths)})
+                    for path in paths:
+                        self.overlay.pop(path, None)
+                        self.journal.set_state(path, None)
+            else:
+                change = self._record("sync", [], agent, info={"paths": sorted(paths)})
+                for path in paths:
+                    self.overlay.pop(path, None)
+            return change
 
     # ------------------------------------------------------------------ queries
     def changes(self) -> dict[str, State]:

@@ -2,28 +2,47 @@
 
 `Workspace.open(source, options)` is the composition root: it opens the source
 (before any mount covers it), chooses the state directory, opens the journal,
-restores what a previous daemon left unsynced, builds the `Session`, the
-control tree and the background services.  The FUSE daemon, the CLI and the
-in-process Python API all start here, so they serve the same thing.
+restores what a previous daemon left unsynced, and builds the `Session`, the
+syncer, the validator and the control tree.  The FUSE daemon, the CLI and the
+Python API all start here, and the methods below are the workspace-level
+operations that the control files and `vfs.api` both call — one
+implementation, several faces.
 
 Paths into the source are taken through `/proc/self/fd/<fd>` of the source
 descriptor: when the mount covers the source itself, those paths still reach
 the directory underneath instead of re-entering our own file system (which
 would deadlock the FUSE loop).
+
+What is acknowledged (survives `kill -9` of the daemon): every change whose
+close(2), fsync(2), or control command returned, and every rename, unlink,
+mkdir, rmdir, symlink, link and chmod whose system call returned.  Bytes
+written by write(2) to a file that was not yet closed or fsynced are not.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
+import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import history
 from .base import WorktreeBase
+from .batch import apply_batch
+from .control.files import build_root, event_stream
+from .control.tree import ControlTree
+from .diffs import changed_lines, path_diff, session_diff
 from .errors import FsError
+from .journal import Journal
 from .mounts import state_dir_for
 from .passthrough import PassthroughRules
-from .session import Session
+from .session import Session, check_rel_path
+from .syncer import MODES, Syncer
+from .validation import Validator
 
 __all__ = ["Workspace", "WorkspaceOptions"]
 
@@ -37,49 +56,257 @@ class WorkspaceOptions:
     branch: str = "in-memory-edits"
     passthrough: list[str] = field(default_factory=list)
     journal: bool = True
+    fail_on_syntax_error: bool = True
+    max_journal_entries: int = 1_000_000
+    max_journal_bytes: int = 2 << 30
 
 
 class Workspace:
+    """See module docstring."""
+
     def __init__(self, source: str, options: WorkspaceOptions, base: Any, session: Session,
-                 state_dir: Path, control: Any = None) -> None:
+                 state_dir: Path, journal: Journal | None) -> None:
         self.source = source
         self.options = options
         self.base = base
         self.session = session
         self.state_dir = state_dir
-        self.control = control
+        self.journal = journal
+        self.validator = Validator(session, options.fail_on_syntax_error)
+        self.syncer = Syncer(session, options.mode, gate=self.validator.gate)
+        self.recovered = 0
+        self.started = time.time()
+        self.control = ControlTree(build_root(self), session.agents.name,
+                                   after_command=session.wait_invalidations)
 
+    # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, source: str, options: WorkspaceOptions | None = None) -> "Workspace":
         options = options or WorkspaceOptions()
         source = os.path.abspath(source)
         if not os.path.exists(source):
-            raise FsError(2, f"no such directory: {source}")
+            raise FsError(errno.ENOENT, f"no such directory: {source}")
         if not os.path.isdir(source):
-            raise FsError(20, f"not a directory: {source}")
+            raise FsError(errno.ENOTDIR, f"not a directory: {source}")
+        if options.mode not in MODES:
+            raise FsError(errno.EINVAL, f"unknown sync mode {options.mode!r}: use one of {', '.join(MODES)}")
         base = WorktreeBase(source)
         under = f"/proc/self/fd/{base.dir_fd}"
-        state_dir = state_dir_for(source)
+        state_dir = _under(state_dir_for(source), source, under)
+        journal = None
+        if options.journal:
+            journal = Journal(state_dir / "journal.db", max_entries=options.max_journal_entries,
+                              max_bytes=options.max_journal_bytes)
         rules = PassthroughRules(under, options.passthrough, read=_reader(base))
-        session = Session(base, disk_fd=base.dir_fd, passthrough=rules.is_passthrough)
-        return cls(source, options, base, session, state_dir)
+        session = Session(base, disk_fd=base.dir_fd, passthrough=rules.is_passthrough, journal=journal)
+        ws = cls(source, options, base, session, state_dir, journal)
+        ws._recover()
+        return ws
+
+    def _recover(self) -> None:
+        """Restore the overlay a previous daemon left in the journal (unsynced or crashed)."""
+        if self.journal is None:
+            return
+        saved = self.journal.state()
+        unclean = self.journal.get_meta("running") == "1"
+        self.journal.set_meta("running", "1")
+        self.unclean_shutdown = unclean
+        if not saved:
+            return
+        states = {p: (None if rec.get("kind") == "deleted" else rec) for p, rec in saved.items()}
+        session = self.session
+        with session.lock:
+            session._quiet += 1
+            try:
+                session.apply_states(states, session.state_content)
+            finally:
+                session._quiet -= 1
+            for path, state in states.items():
+                if state == session.base_states.state(path):
+                    self.journal.set_state(path, None)  # the disk caught up meanwhile
+                else:
+                    session.overlay[path] = state
+        self.recovered = len(session.overlay)
+        log.info("restored %d changed path(s) from the journal (head %d, %s shutdown)",
+                 self.recovered, self.journal.head(), "unclean" if unclean else "clean")
 
     def start_background(self, nursery: Any) -> None:
-        """Start the trio tasks of background services (none yet)."""
+        """Start the trio tasks of background services."""
 
     def before_unmount(self) -> None:
-        """Last work while the mount is still up (lazy sync writes here)."""
+        """Last work while the mount is still up: the lazy mode writes everything now."""
+        if self.syncer.mode == "lazy" and self.session.overlay:
+            try:
+                self.syncer.sync(agent="vfs")
+            except FsError as exc:
+                log.error("lazy sync at unmount refused: %s (changes stay in the journal)", exc)
 
     def close(self, clean: bool = True) -> None:
+        if self.journal is not None:
+            if clean:
+                self.journal.set_meta("running", "0")
+            self.journal.close()
         self.base.close()
+
+    # ------------------------------------------------------------------ queries
+    def status(self) -> dict[str, Any]:
+        s = self.session
+        with s.lock:
+            overlay = dict(s.overlay)
+        out: dict[str, Any] = {
+            "source": self.source,
+            "base": {"kind": "worktree", "path": self.source},
+            "mode": self.syncer.mode,
+            "changed": len(overlay),
+            "dirty_files": sum(1 for st in overlay.values() if st is None or st.get("kind") != "dir"),
+            "journal_head": s.head(),
+            "state_dir": str(self.state_dir),
+            "errors": len(self.validator.errors()),
+            "last_sync": self.syncer.last,
+            "recovered": self.recovered,
+            "conflicts": [],
+        }
+        if self.journal is not None:
+            out["journal"] = self.journal.stats()
+            out["unclean_shutdown_recovered"] = bool(getattr(self, "unclean_shutdown", False))
+        else:
+            out["journal"] = None
+        return out
+
+    def status_text(self) -> str:
+        st = self.status()
+        lines = [
+            f"source: {st['source']}",
+            f"base: worktree {st['source']}",
+            f"mode: {st['mode']}",
+            f"changed paths: {st['changed']} ({st['dirty_files']} files)",
+            f"journal head: {st['journal_head']}",
+        ]
+        j = st["journal"]
+        if j:
+            lines.append(f"journal: {j.get('entries', 0)} entries (first {j.get('first_seq')}), "
+                         f"{j.get('blobs', 0)} blobs, {j.get('blob_bytes', 0)} bytes stored, "
+                         f"limits {j.get('max_entries')} entries / {j.get('max_bytes')} bytes")
+        if st["recovered"]:
+            how = "after an unclean shutdown" if st.get("unclean_shutdown_recovered") else "unsynced"
+            lines.append(f"recovered: {st['recovered']} changed path(s) restored from the journal ({how})")
+        lines.append(f"syntax errors: {st['errors']}")
+        lines.append(f"last sync: {st['last_sync']}")
+        lines.append(f"conflicts: {len(st['conflicts'])}")
+        lines.append(f"state dir: {st['state_dir']}")
+        return "\n".join(lines) + "\n"
+
+    def changed(self) -> list[str]:
+        return changed_lines(self.session)
+
+    def diff(self, path: str | None = None) -> bytes:
+        return path_diff(self.session, path) if path else session_diff(self.session)
+
+    def log(self, agent: str | None = None, since: int = 0) -> list:
+        if self.journal is None:
+            return []
+        return self.journal.entries(since=since, agent=agent)
+
+    def agents(self) -> list[str]:
+        return self.journal.agents() if self.journal is not None else []
+
+    def errors(self) -> list[str]:
+        return self.validator.errors()
+
+    def versions(self, path: str) -> list[history.Version]:
+        return history.versions(self.session, path)
+
+    def version_content(self, path: str, n: int) -> bytes:
+        for v in self.versions(path):
+            if v.n == n:
+                return self.session.state_content(path, v.state)
+        raise FsError(errno.ENOENT, f"{path} has no version {n}")
+
+    def checkpoints(self) -> list[tuple[str, int, float]]:
+        return self.journal.checkpoints() if self.journal is not None else []
+
+    def open_event_stream(self):
+        return event_stream(self)
+
+    def kind_of(self, path: str) -> str | None:
+        """'dir', 'file' (anything else) or None, for a path of the tree."""
+        with self.session.lock:
+            node = self.session.tree.try_resolve(path)
+            if node is None:
+                return None
+            return "dir" if node.is_dir else "file"
+
+    def list_dir(self, path: str, include_deleted: bool = False) -> list[str]:
+        with self.session.lock:
+            node = self.session.tree.try_resolve(path)
+            names = set()
+            if node is not None and node.is_dir and not node.disk:
+                for name, ino in self.session.tree.entries(node).items():
+                    if not self.session.tree.nodes[ino].disk:
+                        names.add(name)
+            if include_deleted:
+                prefix = f"{path}/" if path else ""
+                for p, state in self.session.overlay.items():
+                    if p.startswith(prefix) and state is None:
+                        names.add(p[len(prefix):].split("/", 1)[0])
+            return sorted(names)
+
+    # ------------------------------------------------------------------ commands
+    def rollback_command(self, text: str, agent: str = "api") -> str:
+        """Parse one `.vfs/rollback` line: `SEQ`, `@CHECKPOINT` or `PATH [N]`."""
+        text = text.strip()
+        if not text:
+            raise FsError(errno.EINVAL, "empty rollback command: give SEQ, @CHECKPOINT or PATH [N]")
+        if re.fullmatch(r"[0-9]+", text):
+            change = history.rollback_to_seq(self.session, int(text), agent=agent)
+            return _summary(f"rolled back to entry {text}", change)
+        if text.startswith("@"):
+            change = history.rollback_to_checkpoint(self.session, text[1:], agent=agent)
+            return _summary(f"rolled back to checkpoint {text[1:]}", change)
+        m = re.fullmatch(r"(.*?)(?:\s+([0-9]+))?", text)
+        path, n = m.group(1), m.group(2)
+        change = history.rollback_path(self.session, check_rel_path(path), int(n) if n else None, agent=agent)
+        return _summary(f"rolled back {path}" + (f" to version {n}" if n else ""), change)
+
+    def checkpoint(self, name: str, *, agent: str = "api") -> str:
+        self.validator.gate_all()
+        change = history.checkpoint(self.session, name, agent=agent)
+        return f"checkpoint {name} at seq {change.seq}"
+
+    def sync(self, path: str | None = None, *, agent: str = "api") -> str:
+        self.syncer.sync(path, agent=agent)
+        return self.syncer.last
+
+    def set_mode(self, mode: str, *, agent: str = "api") -> str:
+        self.syncer.set_mode(mode, agent=agent)
+        return f"mode {mode}"
+
+    def batch(self, raw: str | bytes | list, *, agent: str = "api") -> str:
+        change = apply_batch(self.session, raw, agent=agent, validator=self.validator)
+        if change is None:
+            return "batch applied: nothing changed"
+        return f"batch applied at seq {change.seq}: {len(change.paths)} path(s) changed"
+
+
+def _summary(what: str, change) -> str:
+    if change is None:
+        return f"{what}: nothing changed"
+    return f"{what} at seq {change.seq}: {len(change.paths)} path(s) changed"
+
+
+def _under(path: Path, source: str, under: str) -> Path:
+    """Re-root `path` below `source` onto the pre-mount descriptor path `under`."""
+    try:
+        rel = path.relative_to(source)
+    except ValueError:
+        return path
+    return Path(under) / rel
 
 
 def _reader(base: WorktreeBase):
     def read(rel: str) -> bytes | None:
         try:
             return base.read(rel)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            return None
         except OSError:
             return None
     return read

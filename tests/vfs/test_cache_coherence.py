@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import require_fuse, run
+from mountlib import require_fuse, run
 from vfs.daemon import InProcessMount, MountOptions
 
 

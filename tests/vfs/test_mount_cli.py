@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from conftest import VFS, mount_source, run, tree_hashes, unmount
+from mountlib import VFS, mount_source, run, tree_hashes, unmount
 
 
 def test_mount_serves_source_and_disk_stays(mounted):

@@ -1,0 +1,233 @@
+"""The files of `.vfs/`: each one a view or a command over the workspace.
+
+This module only renders and parses; every action is a call into the core
+(`Session`, `vfs.history`, `Syncer`, `vfs.batch`, `vfs.diffs`, ...), the same
+calls the Python API makes.  See README below for the contract.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import re
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import FsError
+from ..session import check_rel_path
+from .tree import CNode, Stream
+
+if TYPE_CHECKING:
+    from ..workspace import Workspace
+
+__all__ = ["build_root", "README"]
+
+README = """\
+.vfs/ — the workspace explains itself. Read with cat; act with echo ... > FILE.
+A refused command fails the write (non-zero exit) and `cat FILE` shows why.
+
+README            this text
+status            base, mode, dirty paths, journal head and usage, recovery, index, branch
+status.json       the same as JSON
+changed           one line per changed path: M/A/D path, R old -> new
+diff              unified diff of the whole session against the base (git apply-able)
+diffs/PATH        unified diff of one file (directories mirror the tree)
+log               the journal, one entry per line (tail -f follows it)
+agents/           one directory per agent; agents/NAME/log lists its entries
+versions/PATH/N   version N of PATH (1 = oldest kept); ls versions/PATH lists them
+rollback          write "PATH [N]" (file to version N, default: previous),
+                  "SEQ" (whole session back to journal entry SEQ), or "@CHECKPOINT"
+checkpoint        write NAME to record a checkpoint; cat lists them
+sync              write an empty line (everything) or PATH: write dirty buffers to disk
+mode              on-demand | write-through | lazy (write one to switch)
+batch             write a JSON list of edits: {path, old, new} | {path, content} |
+                  {path, delete: true} | {path, rename_to}; all or nothing
+errors            syntax errors of changed Python files (path:line:col: message)
+events            a stream of change events, one JSON object per line
+"""
+
+
+def _lines(items) -> bytes:
+    return "".join(f"{x}\n" for x in items).encode()
+
+
+def entry_line(e) -> str:
+    """One journal entry as a `.vfs/log` line: seq time agent op path [-> path2] before..after."""
+    from datetime import datetime, timezone
+
+    when = datetime.fromtimestamp(e.time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    deltas = e.info.get("d", [])
+    text = f"{e.seq} {when} agent={e.agent} {e.op}"
+    if e.path:
+        text += f" {_q(e.path)}"
+    if e.path2:
+        text += f" -> {_q(e.path2)}"
+    if e.before or e.after:
+        text += f" {(e.before or '-')[:10]}..{(e.after or '-')[:10]}"
+    if len(deltas) > 1:
+        text += f" (+{len(deltas) - 1} paths)"
+    for key in ("name", "target", "edits", "from", "to"):
+        if key in e.info:
+            text += f" {key}={e.info[key]}"
+    if e.op == "sync":
+        text += f" paths={len(e.info.get('paths', []))}"
+    return text
+
+
+def _q(path: str) -> str:
+    return path.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+
+
+def build_root(ws: "Workspace") -> CNode:
+    """The `.vfs` root directory node for workspace `ws`."""
+    files: dict[str, Callable[[], CNode]] = {}
+
+    def view(name: str, read: Callable[[], bytes], *, live: bool = False) -> None:
+        files[name] = lambda: CNode(("f", name), read=read, live=live)
+
+    def command(name: str, usage: str, run: Callable[[str, str], str], *, whole: bool = False,
+                listing: Callable[[], str] | None = None) -> None:
+        node = CNode(("f", name), command=run, whole=whole, usage=usage)
+
+        def read() -> bytes:
+            body = listing() if listing else ""
+            return (usage + body + _outcome(node)).encode()
+        node.read = read
+        files[name] = lambda: node
+
+    view("README", lambda: README.encode())
+    view("status", lambda: ws.status_text().encode())
+    view("status.json", lambda: (json.dumps(ws.status(), indent=2, sort_keys=True) + "\n").encode())
+    view("changed", lambda: _lines(ws.changed()))
+    view("diff", lambda: ws.diff())
+    view("log", lambda: _lines(entry_line(e) for e in ws.log()), live=True)
+    view("errors", lambda: _lines(ws.errors()))
+    files["events"] = lambda: CNode(("f", "events"), stream=ws.open_event_stream)
+
+    command("rollback", "usage: echo 'PATH [N]' | 'SEQ' | '@CHECKPOINT' > .vfs/rollback\n",
+            lambda text, agent: ws.rollback_command(text, agent))
+    command("checkpoint", "usage: echo NAME > .vfs/checkpoint\ncheckpoints (name seq time):\n",
+            lambda text, agent: ws.checkpoint(text.strip(), agent=agent),
+            listing=lambda: "".join(f"{n} {s} {t}\n" for n, s, t in ws.checkpoints()))
+    command("sync", "usage: echo > .vfs/sync (everything) | echo PATH > .vfs/sync\n",
+            lambda text, agent: ws.sync(text.strip() or None, agent=agent),
+            listing=lambda: f"sync: {ws.syncer.last}\n")
+    command("mode", "usage: echo on-demand|write-through|lazy > .vfs/mode\n",
+            lambda text, agent: ws.set_mode(text.strip(), agent=agent),
+            listing=lambda: f"mode: {ws.syncer.mode}\n")
+    command("batch", "usage: echo '[{\"path\": P, \"old\": S, \"new\": S}, ...]' > .vfs/batch\n",
+            lambda text, agent: ws.batch(text, agent=agent), whole=True)
+
+    dirs = {
+        "diffs": lambda: _mirror(ws, ("diffs",), lambda p: ws.diff(p), only_changed=True),
+        "versions": lambda: _mirror_versions(ws),
+        "agents": lambda: _agents_dir(ws),
+    }
+    names = sorted([*files, *dirs])
+
+    def child(name: str) -> CNode | None:
+        if name in files:
+            return files[name]()
+        if name in dirs:
+            return dirs[name]()
+        return None
+
+    return CNode(("d", ""), is_dir=True, list=lambda: names, child=child)
+
+
+def _outcome(node: CNode) -> str:
+    if node.last is None:
+        return "last: none\n"
+    status, message, _ = node.last
+    return f"last: {status}: {message}\n"
+
+
+def _mirror(ws: "Workspace", prefix: tuple, render: Callable[[str], bytes], *, only_changed: bool,
+            path: str = "") -> CNode:
+    """A directory mirroring the tree below `path`; files render `render(path)`."""
+
+    def names() -> list[str]:
+        if only_changed:
+            out = set()
+            for p in ws.session.changes():
+                if path and not p.startswith(path + "/"):
+                    continue
+                rest = p[len(path) + 1:] if path else p
+                out.add(rest.split("/", 1)[0])
+            return sorted(out)
+        return ws.list_dir(path)
+
+    def child(name: str) -> CNode | None:
+        sub = f"{path}/{name}" if path else name
+        try:
+            sub = check_rel_path(sub)
+        except FsError:
+            return None
+        kind = ws.kind_of(sub)
+        if kind is None and only_changed and sub in ws.session.changes():
+            kind = "file"
+        if kind is None:
+            return None
+        if kind == "dir":
+            return _mirror(ws, prefix, render, only_changed=only_changed, path=sub)
+        return CNode((*prefix, "f", sub), read=lambda: render(sub))
+
+    return CNode((*prefix, "d", path), is_dir=True, list=names, child=child)
+
+
+def _mirror_versions(ws: "Workspace", path: str = "") -> CNode:
+    """versions/: directories mirror the tree; a file path is a directory of its versions."""
+
+    def names() -> list[str]:
+        return ws.list_dir(path, include_deleted=True)
+
+    def child(name: str) -> CNode | None:
+        sub = f"{path}/{name}" if path else name
+        try:
+            sub = check_rel_path(sub)
+        except FsError:
+            return None
+        kind = ws.kind_of(sub)
+        if kind == "dir":
+            return _mirror_versions(ws, sub)
+        history = ws.versions(sub)
+        if not history:
+            return None
+        return _versions_of(ws, sub)
+
+    return CNode(("versions", "d", path), is_dir=True, list=names, child=child)
+
+
+def _versions_of(ws: "Workspace", path: str) -> CNode:
+    def names() -> list[str]:
+        return [str(v.n) for v in ws.versions(path)]
+
+    def child(name: str) -> CNode | None:
+        if not re.fullmatch(r"[1-9][0-9]{0,9}", name):
+            return None
+        n = int(name)
+        if not any(v.n == n for v in ws.versions(path)):
+            return None
+        return CNode(("versions", "v", path, n), read=lambda: ws.version_content(path, n))
+
+    return CNode(("versions", "of", path), is_dir=True, list=names, child=child)
+
+
+def _agents_dir(ws: "Workspace") -> CNode:
+    def child(name: str) -> CNode | None:
+        if name not in ws.agents():
+            return None
+        log_node = CNode(("agents", name, "log"), read=lambda: _lines(entry_line(e) for e in ws.log(agent=name)),
+                         live=True)
+        return CNode(("agents", name), is_dir=True, list=lambda: ["log"],
+                     child=lambda n: log_node if n == "log" else None)
+
+    return CNode(("agents",), is_dir=True, list=ws.agents, child=child)
+
+
+def event_stream(ws: "Workspace") -> Stream:
+    stream = Stream()
+
+    def on_change(change) -> None:
+        stream.push((json.dumps(change.to_json(), sort_keys=True) + "\n").encode())
+
+    stream.cleanup = ws.session.subscribe(on_change)
+    return stream

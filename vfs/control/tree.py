@@ -1,0 +1,339 @@
+"""A small virtual-file framework for the `.vfs/` control directory.
+
+Each control node is a directory (`list` of names, `child(name)`) or a file:
+- a *view* has `read()`: bytes rendered at open, so `cat` sees one consistent
+  snapshot; `live=True` views re-render when a reader reaches the end (so
+  `tail -f` sees growth), `stream` views block for new data (`events`);
+- a *command* has `command(text, agent) -> message`: executed for each
+  complete line written (or, with `whole=True`, for the whole text once it
+  parses or at close).  A refused command raises FsError; the writer's
+  `write()` (or `close()`) fails with its errno and the reason is kept for
+  `cat`, which shows the file's usage and the outcome of its last command.
+
+Inodes live in their own range (>= CONTROL_INO) and are never forgotten: the
+set of control paths an agent can name is small.  Reading never changes state.
+
+Thread safety: runs on the FUSE loop; commands take the session lock.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyfuse3
+import trio
+
+from ..errors import FsError
+
+__all__ = ["CNode", "ControlTree", "CONTROL_INO", "MAX_COMMAND_BYTES"]
+
+log = logging.getLogger(__name__)
+
+CONTROL_INO = 1 << 40
+CONTROL_FH = 1 << 40
+MAX_COMMAND_BYTES = 64 << 20
+MAX_LINE_BYTES = 1 << 20
+
+
+@dataclass
+class CNode:
+    key: tuple
+    is_dir: bool = False
+    read: Callable[[], bytes] | None = None
+    command: Callable[[str, str], str] | None = None
+    whole: bool = False
+    live: bool = False
+    stream: Callable[[], "Stream"] | None = None
+    list: Callable[[], list[str]] | None = None
+    child: Callable[[str], "CNode | None"] | None = None
+    usage: str = ""
+    # the outcome of the last command: ("ok"|"error", message, time)
+    last: tuple[str, str, float] | None = field(default=None)
+
+
+class Stream:
+    """Bytes produced over time for one reader (e.g. `.vfs/events`). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._chunks: list[bytes] = []
+        self.closed = False
+        self.cleanup: Callable[[], None] | None = None
+
+    def push(self, data: bytes) -> None:
+        with self._lock:
+            self._chunks.append(data)
+
+    def take(self, size: int) -> bytes:
+        with self._lock:
+            data = b"".join(self._chunks)
+            out, rest = data[:size], data[size:]
+            self._chunks = [rest] if rest else []
+            return out
+
+
+@dataclass
+class _Handle:
+    node: CNode
+    agent: str
+    writing: bool
+    snapshot: bytes = b""
+    buffer: bytearray = field(default_factory=bytearray)
+    stream: Stream | None = None
+    failed: bool = False
+
+
+class ControlTree:
+    """The `.vfs` directory (see module docstring)."""
+
+    def __init__(self, root: CNode, agent_of: Callable[[int], str],
+                 after_command: Callable[[], Any] | None = None) -> None:
+        self.root = root
+        self.agent_of = agent_of
+        self.after_command = after_command  # blocking; run in a thread (waits for invalidations)
+        self._ino: dict[tuple, int] = {}
+        self._nodes: dict[int, CNode] = {}
+        self._handles: dict[int, _Handle] = {}
+        self._next_fh = CONTROL_FH
+        self._uid, self._gid = os.getuid(), os.getgid()
+        self._started = time.time_ns()
+        self._register(root)
+
+    # ---------------------------------------------------------------- inodes
+    def owns(self, ino: int) -> bool:
+        return ino >= CONTROL_INO
+
+    def owns_fh(self, fh: int) -> bool:
+        return fh >= CONTROL_FH
+
+    def _register(self, node: CNode) -> int:
+        ino = self._ino.get(node.key)
+        if ino is None:
+            ino = CONTROL_INO + len(self._ino)
+            self._ino[node.key] = ino
+        self._nodes[ino] = node
+        return ino
+
+    def _node(self, ino: int) -> CNode:
+        try:
+            return self._nodes[ino]
+        except KeyError:
+            raise FsError(errno.ESTALE) from None
+
+    def _attrs(self, node: CNode) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = self._register(node)
+        a.generation = 0
+        a.entry_timeout = 0
+        a.attr_timeout = 0
+        a.st_uid, a.st_gid = self._uid, self._gid
+        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = time.time_ns()
+        a.st_blksize = 4096
+        if node.is_dir:
+            a.st_mode = stat.S_IFDIR | 0o555
+            a.st_nlink = 2
+            a.st_size = 0
+        else:
+            a.st_mode = stat.S_IFREG | (0o644 if node.command else 0o444)
+            a.st_nlink = 1
+            a.st_size = self._size(node)
+        return a
+
+    def _size(self, node: CNode) -> int:
+        if node.stream is not None or node.read is None:
+            return 0
+        try:
+            return len(node.read())
+        except FsError:
+            return 0
+        except Exception:
+            log.exception("control view %r failed", node.key)
+            return 0
+
+    # ---------------------------------------------------------------- FUSE-facing
+    def lookup_root(self) -> pyfuse3.EntryAttributes:
+        return self._attrs(self.root)
+
+    def lookup(self, parent_ino: int, name: str) -> pyfuse3.EntryAttributes:
+        parent = self._node(parent_ino)
+        if not parent.is_dir or parent.child is None:
+            raise FsError(errno.ENOTDIR)
+        if name == ".":
+            return self._attrs(parent)
+        node = parent.child(name)
+        if node is None:
+            raise FsError(errno.ENOENT)
+        return self._attrs(node)
+
+    def getattr(self, ino: int) -> pyfuse3.EntryAttributes:
+        return self._attrs(self._node(ino))
+
+    def setattr(self, ino: int, attr, fields) -> pyfuse3.EntryAttributes:
+        node = self._node(ino)
+        if fields.update_size and node.command is not None:
+            return self._attrs(node)  # O_TRUNC on a command file: nothing to truncate
+        raise FsError(errno.EPERM, "control files cannot be changed this way")
+
+    def opendir(self, ino: int) -> int:
+        if not self._node(ino).is_dir:
+            raise FsError(errno.ENOTDIR)
+        return ino
+
+    def readdir(self, ino: int, start_id: int, token) -> None:
+        node = self._node(ino)
+        names = sorted(node.list()) if node.list else []
+        for i, name in enumerate(names[start_id:], start_id + 1):
+            child = node.child(name) if node.child else None
+            if child is None:
+                continue
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(child), i):
+                return
+
+    def releasedir(self, fh: int) -> None:
+        pass
+
+    def open(self, ino: int, flags: int, ctx) -> pyfuse3.FileInfo:
+        node = self._node(ino)
+        if node.is_dir:
+            raise FsError(errno.EISDIR)
+        writing = (flags & os.O_ACCMODE) != os.O_RDONLY
+        if writing and node.command is None:
+            raise FsError(errno.EACCES, "read-only control file")
+        handle = _Handle(node, self.agent_of(ctx.pid), writing)
+        if not writing:
+            if node.stream is not None:
+                handle.stream = node.stream()
+            else:
+                handle.snapshot = self.render(node)
+        fh = self._next_fh
+        self._next_fh += 1
+        self._handles[fh] = handle
+        return pyfuse3.FileInfo(fh=fh, direct_io=True, nonseekable=node.stream is not None)
+
+    def render(self, node: CNode) -> bytes:
+        if node.read is None:
+            return (node.usage + self._outcome(node)).encode()
+        return node.read()
+
+    def _outcome(self, node: CNode) -> str:
+        if node.last is None:
+            return "last: none\n"
+        status, message, _ = node.last
+        return f"last: {status}: {message}\n"
+
+    def _handle(self, fh: int) -> _Handle:
+        try:
+            return self._handles[fh]
+        except KeyError:
+            raise FsError(errno.EBADF) from None
+
+    async def read_async(self, fh: int, off: int, size: int) -> bytes:
+        h = self._handle(fh)
+        if h.stream is not None:
+            while not h.stream.closed:
+                data = h.stream.take(size)
+                if data:
+                    return data
+                await trio.sleep(0.05)
+            return b""
+        if h.node.live and off >= len(h.snapshot):
+            h.snapshot = self.render(h.node)
+        return h.snapshot[off:off + size]
+
+    def read(self, fh: int, off: int, size: int) -> bytes:
+        h = self._handle(fh)
+        if h.node.live and off >= len(h.snapshot):
+            h.snapshot = self.render(h.node)
+        return h.snapshot[off:off + size]
+
+    def is_stream(self, fh: int) -> bool:
+        h = self._handles.get(fh)
+        return h is not None and h.stream is not None
+
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        h = self._handle(fh)
+        if not h.writing:
+            raise FsError(errno.EBADF)
+        if len(h.buffer) + len(buf) > (MAX_COMMAND_BYTES if h.node.whole else MAX_LINE_BYTES):
+            h.buffer.clear()
+            h.failed = True
+            self._fail(h.node, FsError(errno.EFBIG, "command too large"))
+            raise FsError(errno.EFBIG, "command too large")
+        h.buffer += buf
+        if h.node.whole:
+            if h.buffer.endswith(b"\n") and _complete_json(bytes(h.buffer)):
+                text, h.buffer = bytes(h.buffer), bytearray()
+                await self._run(h, text)
+        else:
+            while b"\n" in h.buffer:
+                line, _, rest = bytes(h.buffer).partition(b"\n")
+                h.buffer = bytearray(rest)
+                await self._run(h, line)
+        return len(buf)
+
+    async def flush(self, fh: int) -> None:
+        h = self._handle(fh)
+        if h.writing and h.buffer:
+            text, h.buffer = bytes(h.buffer), bytearray()
+            await self._run(h, text)
+
+    async def release(self, fh: int) -> None:
+        h = self._handles.pop(fh, None)
+        if h is None:
+            return
+        if h.stream is not None:
+            h.stream.closed = True
+            if h.stream.cleanup:
+                h.stream.cleanup()
+        if h.writing and h.buffer:
+            text, h.buffer = bytes(h.buffer), bytearray()
+            try:
+                await self._run(h, text)
+            except FsError:
+                pass  # release cannot report errors; the outcome is kept for `cat`
+
+    async def _run(self, h: _Handle, raw: bytes) -> None:
+        node = h.node
+        try:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise FsError(errno.EINVAL, "command is not UTF-8 text") from None
+            if "\0" in text:
+                raise FsError(errno.EINVAL, "command contains NUL")
+            if not node.whole:
+                text = text.rstrip("\r")
+            message = node.command(text, h.agent)
+        except FsError as exc:
+            self._fail(node, exc)
+            raise
+        except Exception as exc:
+            log.exception("control command %r failed", node.key)
+            err = FsError(errno.EIO, f"internal error: {type(exc).__name__}: {exc}")
+            self._fail(node, err)
+            raise err from None
+        node.last = ("ok", message, time.time())
+        if self.after_command is not None:
+            await trio.to_thread.run_sync(self.after_command)
+
+    def _fail(self, node: CNode, exc: FsError) -> None:
+        node.last = ("error", f"{exc.reason} [{errno.errorcode.get(exc.errno, exc.errno)}]", time.time())
+
+
+def _complete_json(raw: bytes) -> bool:
+    """True when `raw` is one complete JSON document (or clearly not JSON at all)."""
+    import json
+
+    try:
+        json.loads(raw)
+        return True
+    except ValueError as exc:
+        # Incomplete documents fail at their very end; anything else is a real error to report now.
+        pos = getattr(exc, "pos", None)
+        return pos is not None and pos < len(raw.rstrip())

@@ -1,0 +1,169 @@
+"""History over the journal: versions of a path, checkpoints, rollback.
+
+Every journal entry written by the Session carries, in `info["d"]`, the
+before and after state of each path it changed (`vfs.states`).  That makes
+history a pure function of the journal:
+
+- the *versions* of a path are the distinct contents it held: version 1 is
+  its content before its first recorded change (when it existed), then one
+  version per entry that left it holding a file;
+- rolling the session back to entry SEQ puts every path touched after SEQ
+  back to its state before the earliest such entry;
+- a rollback is itself one journal entry (op `rollback`), so it can be
+  rolled back in turn.
+
+Thread safety: functions take the session lock through `Session.compound`.
+"""
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import FsError
+from .session import check_rel_path
+from .states import State
+
+if TYPE_CHECKING:
+    from .session import Change, Session
+
+__all__ = ["Version", "versions", "rollback_path", "rollback_to_seq", "rollback_to_checkpoint",
+           "checkpoint", "CHECKPOINT_NAME", "require_journal"]
+
+CHECKPOINT_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+
+
+@dataclass(frozen=True)
+class Version:
+    n: int
+    seq: int          # the entry that produced it (0: held before the journal began)
+    time: float
+    agent: str
+    op: str
+    state: State
+
+
+def require_journal(session: "Session"):
+    if session.journal is None:
+        raise FsError(errno.EOPNOTSUPP, "this session has no journal")
+    return session.journal
+
+
+def _deltas(entry) -> list[tuple[str, State, State]]:
+    return [tuple(d) for d in entry.info.get("d", [])]
+
+
+def versions(session: "Session", path: str) -> list[Version]:
+    """The contents `path` held, oldest first (see module docstring)."""
+    path = check_rel_path(path)
+    journal = require_journal(session)
+    out: list[Version] = []
+    for entry in journal.entries(since=0, path=path) + _dir_entries(journal, path):
+        for p, before, after in _deltas(entry):
+            if p != path:
+                continue
+            if not out and before is not None and before.get("kind") == "file":
+                out.append(Version(1, 0, 0.0, "base", "base", before))
+            if after is not None and after.get("kind") == "file":
+                if out and out[-1].state == after:
+                    continue
+                out.append(Version(len(out) + 1, entry.seq, entry.time, entry.agent, entry.op, after))
+    if not out:
+        with session.lock:
+            state = session.state_before(path)
+        if state is not None and state.get("kind") == "file":
+            out.append(Version(1, 0, 0.0, "base", "base", state))
+    return out
+
+
+def _dir_entries(journal, path: str) -> list:
+    """Entries whose main path is an ancestor directory but whose deltas name `path`."""
+    out = []
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        ancestor = "/".join(parts[:i])
+        for entry in journal.entries(since=0, path=ancestor):
+            if any(d[0] == path for d in entry.info.get("d", [])):
+                out.append(entry)
+    seen = set()
+    uniq = []
+    for e in sorted(out, key=lambda e: e.seq):
+        if e.seq not in seen:
+            seen.add(e.seq)
+            uniq.append(e)
+    return uniq
+
+
+def rollback_path(session: "Session", path: str, version: int | None = None, *,
+                  agent: str = "api") -> "Change | None":
+    """Restore `path` to version N (default: the version before its current content)."""
+    path = check_rel_path(path)
+    history = versions(session, path)
+    if not history:
+        raise FsError(errno.ENOENT, f"no versions of {path}")
+    with session.lock:
+        current = session.current_state(path)
+        if version is None:
+            older = [v for v in history if v.state != current]
+            if current is None:
+                target = history[-1]
+            elif not older or history[-1].state != current:
+                raise FsError(errno.ENOENT, f"{path} has no earlier version")
+            else:
+                idx = max(i for i, v in enumerate(history) if v.state == current)
+                prior = [v for v in history[:idx] if v.state != current]
+                if not prior:
+                    raise FsError(errno.ENOENT, f"{path} has no earlier version")
+                target = prior[-1]
+        else:
+            matches = [v for v in history if v.n == version]
+            if not matches:
+                raise FsError(errno.ENOENT, f"{path} has no version {version} (versions 1..{len(history)})")
+            target = matches[0]
+        with session.compound("rollback", agent, info={"target": f"{path}@{target.n}"}) as result:
+            session.apply_states({path: target.state}, session.state_content)
+        return result["change"]
+
+
+def rollback_to_seq(session: "Session", seq: int, *, agent: str = "api", label: str | None = None) -> "Change | None":
+    """Return the whole session to its state right after journal entry `seq`."""
+    journal = require_journal(session)
+    with session.lock:
+        head = journal.head()
+        if seq < 0 or seq > head:
+            raise FsError(errno.ENOENT, f"no journal entry {seq} (head is {head})")
+        if seq < journal.first_seq() - 1:
+            raise FsError(errno.ENOENT, f"journal entry {seq} was trimmed (oldest kept: {journal.first_seq()})")
+        desired: dict[str, State] = {}
+        for entry in reversed(journal.entries(since=seq)):
+            for p, before, _after in _deltas(entry):
+                desired[p] = before
+        with session.compound("rollback", agent, info={"target": label or str(seq)}) as result:
+            session.apply_states(desired, session.state_content)
+        return result["change"]
+
+
+def rollback_to_checkpoint(session: "Session", name: str, *, agent: str = "api") -> "Change | None":
+    journal = require_journal(session)
+    try:
+        seq = journal.checkpoint_seq(name)
+    except KeyError:
+        raise FsError(errno.ENOENT, f"no checkpoint named {name!r}") from None
+    return rollback_to_seq(session, seq, agent=agent, label=f"@{name}")
+
+
+def checkpoint(session: "Session", name: str, *, agent: str = "api") -> "Change":
+    """Record a named point in the journal (the state after this entry)."""
+    import re
+
+    journal = require_journal(session)
+    if not re.fullmatch(CHECKPOINT_NAME, name):
+        raise FsError(errno.EINVAL, f"bad checkpoint name {name!r}: use letters, digits, '.', '_', '-' (max 64)")
+    with session.lock:
+        if any(n == name for n, _, _ in journal.checkpoints()):
+            raise FsError(errno.EEXIST, f"checkpoint {name!r} exists")
+        with journal.transaction():
+            with session.compound("checkpoint", agent, info={"name": name}) as result:
+                pass
+            journal.add_checkpoint(name, result["change"].seq, {"agent": agent})
+        return result["change"]

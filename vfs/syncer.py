@@ -1,0 +1,211 @@
+"""Writing the session to disk: `sync` and the sync modes.
+
+Modes:
+- `on-demand` (default): the disk changes only on `sync` (whole session or a path);
+- `write-through`: every recorded change is written at once (so the disk
+  equals the mount after every close);
+- `lazy`: everything is written when the mount stops.
+Crash safety comes from the journal in every mode.
+
+A sync writes each changed path atomically: a temporary file in the same
+directory, mode bits set, then `rename` over the target; symlinks likewise.
+Deleted paths are removed (deepest first), new directories created
+(shallowest first).  After a sync the written paths leave the overlay (the
+base now equals the buffer) and a `sync` journal entry names them.
+
+The disk is reached only through the worktree descriptor (`disk_fd`), never
+through the mount, so syncing a mount that covers its own source is safe.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from typing import TYPE_CHECKING, Callable
+
+from .errors import FsError
+from .session import check_rel_path
+from .states import State
+
+if TYPE_CHECKING:
+    from .session import Change, Session
+
+__all__ = ["MODES", "Syncer"]
+
+log = logging.getLogger(__name__)
+
+MODES = ("on-demand", "write-through", "lazy")
+
+
+class Syncer:
+    """Owns the sync mode of one session and performs syncs.
+
+    `gate(paths)` (optional) is asked before writing and raises FsError to
+    refuse (syntax errors, audit denials, conflicts).
+    """
+
+    def __init__(self, session: "Session", mode: str = "on-demand",
+                 gate: Callable[[list[str]], None] | None = None) -> None:
+        if mode not in MODES:
+            raise FsError(errno.EINVAL, f"unknown sync mode {mode!r}: use one of {', '.join(MODES)}")
+        self.session = session
+        self.mode = mode
+        self.gate = gate
+        self.writable = session.tree.disk_fd is not None
+        self.last: str = "no sync yet"
+        self._busy = False
+        session.subscribe(self._on_change)
+
+    def set_mode(self, mode: str, *, agent: str = "api") -> None:
+        mode = mode.strip()
+        if mode not in MODES:
+            raise FsError(errno.EINVAL, f"unknown sync mode {mode!r}: use one of {', '.join(MODES)}")
+        with self.session.lock:
+            old, self.mode = self.mode, mode
+            with self.session.compound("mode", agent, info={"from": old, "to": mode}):
+                pass
+            if mode == "write-through" and self.session.overlay:
+                self.sync(agent=agent)
+
+    def _on_change(self, change: "Change") -> None:
+        if self.mode != "write-through" or self._busy or change.op in ("sync", "mode", "checkpoint"):
+            return
+        if not change.paths:
+            return
+        try:
+            self.sync(agent=change.agent, paths=list(change.paths), gated=False)
+        except FsError as exc:
+            log.warning("write-through sync failed: %s", exc)
+
+    # ------------------------------------------------------------------ sync
+    def sync(self, path: str | None = None, *, agent: str = "api", paths: list[str] | None = None,
+             gated: bool = True) -> "Change | None":
+        """Write the overlay (or the part of it at/below `path`) to disk."""
+        session = self.session
+        if not self.writable:
+            raise FsError(errno.EROFS, "this mount has no worktree to sync to (mount of a commit); "
+                                       "the diff branch is its output")
+        with session.lock:
+            if paths is None:
+                prefix = check_rel_path(path) if path else ""
+                paths = [p for p in session.overlay
+                         if not prefix or p == prefix or p.startswith(prefix + "/")]
+                if prefix and not paths and not session.exists(prefix):
+                    raise FsError(errno.ENOENT, f"no such path: {prefix}")
+            else:
+                paths = [p for p in paths if p in session.overlay]
+            if gated and self.gate is not None:
+                self.gate(paths)
+            if not paths:
+                self.last = "nothing to sync"
+                return None
+            self._busy = True
+            try:
+                self._write(paths)
+                change = session.mark_synced(paths, agent=agent)
+            finally:
+                self._busy = False
+            self.last = f"synced {len(paths)} path(s) at seq {change.seq if change else session.head()}"
+            return change
+
+    def _write(self, paths: list[str]) -> None:
+        session = self.session
+        fd = session.tree.disk_fd
+        states = {p: session.overlay[p] for p in paths}
+        for p in sorted((p for p, s in states.items() if s is None), key=lambda p: -p.count("/")):
+            self._remove(fd, p)
+        for p in sorted((p for p, s in states.items() if s is not None), key=lambda p: p.count("/")):
+            self._put(fd, p, states[p])
+
+    def _remove(self, fd: int, path: str) -> None:
+        try:
+            st = os.stat(path, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        try:
+            if stat.S_ISDIR(st.st_mode):
+                _rmtree_at(fd, path)
+            else:
+                os.unlink(path, dir_fd=fd)
+        except OSError as exc:
+            raise FsError(exc.errno or errno.EIO, f"cannot remove {path} on disk: {exc.strerror}") from None
+
+    def _put(self, fd: int, path: str, state: State) -> None:
+        session = self.session
+        kind = state["kind"]
+        parent = path.rpartition("/")[0]
+        try:
+            if parent:
+                _makedirs_at(fd, parent)
+            existing = _lstat(fd, path)
+            if kind == "dir":
+                if existing is not None and not stat.S_ISDIR(existing.st_mode):
+                    os.unlink(path, dir_fd=fd)
+                    existing = None
+                if existing is None:
+                    os.mkdir(path, state["mode"] & 0o7777, dir_fd=fd)
+                os.chmod(path, state["mode"] & 0o7777, dir_fd=fd)
+                return
+            if existing is not None and stat.S_ISDIR(existing.st_mode):
+                _rmtree_at(fd, path)
+            tmp = f"{parent + '/' if parent else ''}.{path.rpartition('/')[2][:200]}.vfs-sync-{os.getpid()}"
+            _unlink_quiet(fd, tmp)
+            if kind == "file":
+                data = session.state_content(path, state)
+                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=fd)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(out, view):]
+                    os.fchmod(out, state["mode"] & 0o7777)
+                    os.fsync(out)
+                finally:
+                    os.close(out)
+            elif kind == "symlink":
+                os.symlink(session.state_content(path, state), os.fsencode(tmp), dir_fd=fd)
+            else:
+                os.mknod(tmp, state["mode"], state.get("rdev", 0), dir_fd=fd)
+            os.rename(tmp, path, src_dir_fd=fd, dst_dir_fd=fd)
+        except OSError as exc:
+            raise FsError(exc.errno or errno.EIO, f"cannot write {path} to disk: {exc.strerror}") from None
+
+
+def _lstat(fd: int, path: str):
+    try:
+        return os.stat(path, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _unlink_quiet(fd: int, path: str) -> None:
+    try:
+        os.unlink(path, dir_fd=fd)
+    except FileNotFoundError:
+        pass
+
+
+def _makedirs_at(fd: int, path: str) -> None:
+    done = ""
+    for part in path.split("/"):
+        done = f"{done}/{part}" if done else part
+        st = _lstat(fd, done)
+        if st is None:
+            os.mkdir(done, 0o755, dir_fd=fd)
+        elif not stat.S_ISDIR(st.st_mode):
+            os.unlink(done, dir_fd=fd)
+            os.mkdir(done, 0o755, dir_fd=fd)
+
+
+def _rmtree_at(fd: int, path: str) -> None:
+    sub = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+    try:
+        for name in os.listdir(sub):
+            st = os.stat(name, dir_fd=sub, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                _rmtree_at(sub, name)
+            else:
+                os.unlink(name, dir_fd=sub)
+    finally:
+        os.close(sub)
+    os.rmdir(path, dir_fd=fd)
