@@ -61,7 +61,7 @@ def serve(opts: MountOptions, ready=None, on_workspace=None) -> int:
     """
     report = ready or (lambda msg: None)
     try:
-        ws = Workspace.open(opts.source, opts.workspace)
+        ws = Workspace.open(opts.source, opts.workspace, opts.mountpoint)
     except Exception as exc:  # any failure to open is reported to the waiting parent, then raised
         report(f"error: {exc}")
         raise

@@ -119,6 +119,8 @@ class Session:
         self._agent_override: str | None = None
         # Paths touched inside the running compound operation (None when none runs).
         self._compound: list[str] | None = None
+        # Paths changed on disk while their buffer was dirty: path -> {"ancestor": state, "theirs": state}.
+        self.conflicts: dict[str, dict] = {}
 
     # ------------------------------------------------------------------ listeners
     def subscribe(self, fn: Callable[[Change], None]) -> Callable[[], None]:
@@ -221,14 +223,14 @@ class Session:
         return self._record(op, deltas, self.agent_name(caller), path2=path2, info=info)
 
     def _record(self, op: str, deltas: list[tuple[str, State, State]], agent: str,
-                path2: str | None = None, info: dict | None = None) -> Change:
+                path2: str | None = None, info: dict | None = None, path: str | None = None) -> Change:
         now = time.time()
         if self.journal is not None:
             with self.journal.transaction():
                 for path, before, after in deltas:
                     self._store(path, before, None)
                     self._store(path, after, self.tree.try_resolve(path))
-                main = deltas[0] if deltas else ("", None, None)
+                main = deltas[0] if deltas else (path or "", None, None)
                 extra = dict(info or {})
                 extra["d"] = [[p, b, a] for p, b, a in deltas]
                 entry = self.journal.append(
@@ -242,7 +244,7 @@ class Session:
             self._update_overlay(deltas)
             self._seq += 1
             seq = self._seq
-        change = Change(seq, op, tuple(p for p, _, _ in deltas), agent, now, path2)
+        change = Change(seq, op, tuple(p for p, _, _ in deltas) or ((path,) if path else ()), agent, now, path2)
         self._seq = max(self._seq, seq)
         for fn in list(self._listeners):
             try:
@@ -660,6 +662,84 @@ class Session:
                 for path in paths:
                     self.overlay.pop(path, None)
             return change
+
+    # ------------------------------------------------------------------ outside edits
+    def base_changed(self, path: str) -> str:
+        """The backing file at `path` changed outside the mount; returns what happened.
+
+        Clean path: the tree takes the new disk state (lazily re-read), an
+        `external` entry is journaled, kernel caches are invalidated.  Dirty
+        path: the disk state is kept as a conflict (`conflicts`), unless the
+        disk now equals the buffer.  Returns 'unchanged', 'updated',
+        'caught-up' or 'conflict'.
+        """
+        with self.lock:
+            node = self.tree.try_resolve(path)
+            if node is not None and node.disk:
+                return "unchanged"
+            old_base = self.base_states.cached(path)
+            self.base_states.forget(path)
+            disk = self.base_states.state(path)
+            if path in self.overlay or (node is not None and node.unsaved):
+                mine = self.overlay.get(path, _MISSING)
+                if mine == disk:
+                    self._update_overlay([(path, mine, mine)])
+                    self.conflicts.pop(path, None)
+                    return "caught-up"
+                if old_base is None and mine is _MISSING:
+                    old_base = self.base_states.state(path)
+                entry = self.conflicts.setdefault(path, {"ancestor": old_base})
+                entry["theirs"] = disk
+                return "conflict"
+            before = self._tree_state(node)
+            if before == disk:
+                return "unchanged"
+            self._take_base(path, node, disk)
+            after = self.current_state(path)
+            self._record("external", [(path, before, after)], "external", path=path)
+            self._invalidate([path])
+            return "updated"
+
+    def _tree_state(self, node: Node | None) -> State:
+        if node is None:
+            return None
+        if node.is_reg and node.data is None:
+            return {"kind": "file", "mode": node.mode, "blob": None}  # never read: content unknown
+        return node_state(node, self._content(node))
+
+    def _take_base(self, path: str, node: Node | None, disk: State) -> None:
+        """Make the tree show the base's `disk` state at `path`, re-read lazily (not recorded)."""
+        self._quiet += 1
+        try:
+            parent_path, _, name = path.rpartition("/")
+            parent = self.tree.try_resolve(parent_path)
+            if node is not None and (disk is None or (disk["kind"] == "dir") != node.is_dir
+                                     or (disk["kind"] == "file") != node.is_reg):
+                self.delete_tree_node(self.tree.nodes[node.parent], node.name, node)
+                node = None
+            if disk is None or parent is None or parent.children is None:
+                return
+            st = self.base.stat(path)
+            if st is None:
+                return
+            if node is None:
+                child = self.tree._child_from_base(parent, name, path)
+                if child is not None:
+                    self.tree._attach(parent, name, child)
+                    if child.is_dir:
+                        parent.nlink += 1
+                return
+            if node.is_reg:
+                node.data = None
+                node.base_rel = path
+                node.base_size = st.size
+            elif node.is_lnk:
+                node.target = None
+                node.base_rel = path
+            node.mode = st.mode
+            node.mtime_ns = node.ctime_ns = st.mtime_ns
+        finally:
+            self._quiet -= 1
 
     # ------------------------------------------------------------------ queries
     def changes(self) -> dict[str, State]:

@@ -81,6 +81,14 @@ class BaseStates:
             return {"kind": "file", "mode": mode, "blob": blob}
         return {"kind": "special", "mode": mode, "rdev": st.rdev}
 
+    def cached(self, path: str) -> State:
+        """The last computed state of a base file or symlink, without looking at the disk."""
+        with self._lock:
+            hit = self._blobs.get(path)
+        if hit is None:
+            return None
+        return {"kind": "file", "blob": hit[2]}
+
     def forget(self, path: str) -> None:
         with self._lock:
             self._blobs.pop(path, None)

@@ -30,15 +30,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import history
+import hashlib
+
+from gitsync import DiffBranch, GitBase, GitSyncError, open_source
+
+from . import conflicts, history
 from .base import WorktreeBase
 from .batch import apply_batch
+from .diffbranch import BranchKeeper
 from .control.files import build_root, event_stream
 from .control.tree import ControlTree
 from .diffs import changed_lines, path_diff, session_diff
 from .errors import FsError
 from .journal import Journal
 from .mounts import state_dir_for
+from .outside import OutsideWatcher
 from .passthrough import PassthroughRules
 from .session import Session, check_rel_path
 from .syncer import MODES, Syncer
@@ -59,20 +65,33 @@ class WorkspaceOptions:
     fail_on_syntax_error: bool = True
     max_journal_entries: int = 1_000_000
     max_journal_bytes: int = 2 << 30
+    auto_commit: bool = True
+    commit_quiet_seconds: float = 2.0
+    watch: bool = True
+
+DEFAULT_BRANCH = "in-memory-edits"
 
 
 class Workspace:
     """See module docstring."""
 
     def __init__(self, source: str, options: WorkspaceOptions, base: Any, session: Session,
-                 state_dir: Path, journal: Journal | None) -> None:
+                 state_dir: Path, journal: Journal | None, *, repo: Any = None,
+                 keeper: BranchKeeper | None = None, watch_root: str | None = None,
+                 passthrough: Any = None, branch_off: str = "") -> None:
         self.source = source
+        self.repo = repo
+        self.keeper = keeper
+        self.branch_off = branch_off
+        self.watcher = OutsideWatcher(watch_root, session.base_changed, passthrough) \
+            if watch_root and options.watch else None
         self.options = options
         self.base = base
         self.session = session
         self.state_dir = state_dir
         self.journal = journal
         self.validator = Validator(session, options.fail_on_syntax_error)
+        self.validator.checks.append(self._no_conflicts)
         self.syncer = Syncer(session, options.mode, gate=self.validator.gate)
         self.recovered = 0
         self.started = time.time()
@@ -81,7 +100,9 @@ class Workspace:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, source: str, options: WorkspaceOptions | None = None) -> "Workspace":
+    def open(cls, source: str, options: WorkspaceOptions | None = None,
+             mountpoint: str | None = None) -> "Workspace":
+        """Assemble the workspace for `source` (a worktree, or a repository with `options.rev`)."""
         options = options or WorkspaceOptions()
         source = os.path.abspath(source)
         if not os.path.exists(source):
@@ -90,18 +111,63 @@ class Workspace:
             raise FsError(errno.ENOTDIR, f"not a directory: {source}")
         if options.mode not in MODES:
             raise FsError(errno.EINVAL, f"unknown sync mode {options.mode!r}: use one of {', '.join(MODES)}")
+        try:
+            repo = open_source(source, options.rev)
+        except GitSyncError as exc:
+            raise FsError(errno.EINVAL, str(exc)) from None
+        if options.rev is not None:
+            return cls._open_rev(source, options, repo, mountpoint)
         base = WorktreeBase(source)
         under = f"/proc/self/fd/{base.dir_fd}"
         state_dir = _under(state_dir_for(source), source, under)
-        journal = None
-        if options.journal:
-            journal = Journal(state_dir / "journal.db", max_entries=options.max_journal_entries,
-                              max_bytes=options.max_journal_bytes)
+        journal = cls._journal(state_dir, options)
         rules = PassthroughRules(under, options.passthrough, read=_reader(base))
         session = Session(base, disk_fd=base.dir_fd, passthrough=rules.is_passthrough, journal=journal)
-        ws = cls(source, options, base, session, state_dir, journal)
+        keeper, off = None, "off: the source is not a git repository"
+        if repo is not None:
+            keeper, off = cls._keeper(session, under, options, options.branch, repo.base_commit)
+        ws = cls(source, options, base, session, state_dir, journal, repo=repo, keeper=keeper,
+                 watch_root=under, passthrough=rules.is_passthrough, branch_off=off)
         ws._recover()
         return ws
+
+    @classmethod
+    def _open_rev(cls, source: str, options: WorkspaceOptions, repo: Any, mountpoint: str | None) -> "Workspace":
+        """A mount of one commit: served from the object store, no worktree, own state and branch."""
+        mp = os.path.abspath(mountpoint or source)
+        if mp == source:
+            raise FsError(errno.EINVAL, "a mount of a commit (--rev) needs a mount point other than the repository")
+        tag = hashlib.sha1(mp.encode()).hexdigest()[:8]
+        try:
+            base = GitBase(source, repo.base_commit)
+        except GitSyncError as exc:
+            raise FsError(errno.EINVAL, str(exc)) from None
+        state_dir = state_dir_for(source, name=f"rev-{tag}")
+        journal = cls._journal(state_dir, options)
+        session = Session(base, journal=journal)
+        branch = options.branch if options.branch != DEFAULT_BRANCH else f"{DEFAULT_BRANCH}-{tag}"
+        keeper, off = cls._keeper(session, source, options, branch, repo.base_commit)
+        ws = cls(source, options, base, session, state_dir, journal, repo=repo, keeper=keeper, branch_off=off)
+        ws._recover()
+        return ws
+
+    @staticmethod
+    def _journal(state_dir: Path, options: WorkspaceOptions) -> Journal | None:
+        if not options.journal:
+            return None
+        return Journal(state_dir / "journal.db", max_entries=options.max_journal_entries,
+                       max_bytes=options.max_journal_bytes)
+
+    @staticmethod
+    def _keeper(session: Session, repo_path: str, options: WorkspaceOptions, branch: str,
+                base_commit: str | None) -> tuple[BranchKeeper | None, str]:
+        try:
+            diff_branch = DiffBranch(repo_path, branch, base_commit=base_commit)
+        except GitSyncError as exc:
+            raise FsError(errno.EINVAL, str(exc)) from None
+        keeper = BranchKeeper(session, diff_branch, auto_commit=options.auto_commit,
+                              quiet_seconds=options.commit_quiet_seconds)
+        return keeper, ""
 
     def _recover(self) -> None:
         """Restore the overlay a previous daemon left in the journal (unsynced or crashed)."""
@@ -131,7 +197,9 @@ class Workspace:
                  self.recovered, self.journal.head(), "unclean" if unclean else "clean")
 
     def start_background(self, nursery: Any) -> None:
-        """Start the trio tasks of background services."""
+        """Start the background services (they run on their own threads)."""
+        if self.watcher is not None:
+            self.watcher.start()
 
     def before_unmount(self) -> None:
         """Last work while the mount is still up: the lazy mode writes everything now."""
@@ -142,6 +210,10 @@ class Workspace:
                 log.error("lazy sync at unmount refused: %s (changes stay in the journal)", exc)
 
     def close(self, clean: bool = True) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.keeper is not None:
+            self.keeper.close()
         if self.journal is not None:
             if clean:
                 self.journal.set_meta("running", "0")
@@ -160,12 +232,16 @@ class Workspace:
             "changed": len(overlay),
             "dirty_files": sum(1 for st in overlay.values() if st is None or st.get("kind") != "dir"),
             "journal_head": s.head(),
-            "state_dir": str(self.state_dir),
+            "state_dir": _display(str(self.state_dir), self.source),
             "errors": len(self.validator.errors()),
             "last_sync": self.syncer.last,
             "recovered": self.recovered,
-            "conflicts": [],
+            "conflicts": sorted(s.conflicts),
+            "branch": self.branch_info(),
         }
+        if self.options.rev is not None:
+            out["base"] = {"kind": "commit", "repository": self.source, "rev": self.options.rev,
+                           "commit": self.repo.base_commit}
         if self.journal is not None:
             out["journal"] = self.journal.stats()
             out["unclean_shutdown_recovered"] = bool(getattr(self, "unclean_shutdown", False))
@@ -177,7 +253,8 @@ class Workspace:
         st = self.status()
         lines = [
             f"source: {st['source']}",
-            f"base: worktree {st['source']}",
+            ("base: worktree " + st["source"]) if st["base"]["kind"] == "worktree"
+            else f"base: commit {st['base']['commit']} ({st['base']['rev']}) of {st['source']}",
             f"mode: {st['mode']}",
             f"changed paths: {st['changed']} ({st['dirty_files']} files)",
             f"journal head: {st['journal_head']}",
@@ -192,7 +269,11 @@ class Workspace:
             lines.append(f"recovered: {st['recovered']} changed path(s) restored from the journal ({how})")
         lines.append(f"syntax errors: {st['errors']}")
         lines.append(f"last sync: {st['last_sync']}")
-        lines.append(f"conflicts: {len(st['conflicts'])}")
+        lines.append(f"conflicts: {len(st['conflicts'])}" +
+                     (" (" + ", ".join(st["conflicts"]) + ")" if st["conflicts"] else ""))
+        b = st["branch"]
+        lines.append(f"diff branch: {b['name']} {b['head'] or '(not yet written)'}" if b["enabled"]
+                     else f"diff branch: {b['reason']}")
         lines.append(f"state dir: {st['state_dir']}")
         return "\n".join(lines) + "\n"
 
@@ -251,7 +332,38 @@ class Workspace:
                         names.add(p[len(prefix):].split("/", 1)[0])
             return sorted(names)
 
+    def branch_info(self) -> dict[str, Any]:
+        if self.keeper is None:
+            return {"enabled": False, "reason": self.branch_off or "off"}
+        return {"enabled": True, "name": self.keeper.name, "ref": self.keeper.branch.ref,
+                "head": self.keeper.head(), "base_commit": self.repo.base_commit,
+                "last_error": self.keeper.last_error}
+
+    def conflict_lines(self) -> list[str]:
+        with self.session.lock:
+            return sorted(self.session.conflicts)
+
+    def _no_conflicts(self, paths: list[str]) -> None:
+        blocked = sorted(set(paths) & set(self.session.conflicts))
+        if blocked:
+            raise FsError(errno.EBUSY, "refused: unresolved conflict on " + ", ".join(blocked) +
+                          " (echo 'PATH mine|theirs|merge' > .vfs/resolve)")
+
     # ------------------------------------------------------------------ commands
+    def resolve(self, text: str, *, agent: str = "api") -> str:
+        parts = text.strip().rsplit(None, 1)
+        if len(parts) != 2:
+            raise FsError(errno.EINVAL, "usage: PATH mine|theirs|merge")
+        return conflicts.resolve(self.session, parts[0], parts[1], agent=agent)
+
+    def commit_branch(self, label: str | None = None) -> str | None:
+        if self.keeper is None:
+            raise FsError(errno.EOPNOTSUPP, f"diff branch is {self.branch_off}")
+        try:
+            return self.keeper.commit(label)
+        except (GitSyncError, ValueError) as exc:
+            raise FsError(errno.EIO, f"diff branch commit failed: {exc}") from None
+
     def rollback_command(self, text: str, agent: str = "api") -> str:
         """Parse one `.vfs/rollback` line: `SEQ`, `@CHECKPOINT` or `PATH [N]`."""
         text = text.strip()
@@ -271,9 +383,16 @@ class Workspace:
     def checkpoint(self, name: str, *, agent: str = "api") -> str:
         self.validator.gate_all()
         change = history.checkpoint(self.session, name, agent=agent)
+        if self.keeper is not None:
+            sha = self.commit_branch(f"checkpoint {name}")
+            return f"checkpoint {name} at seq {change.seq}; {self.keeper.name} at {sha}"
         return f"checkpoint {name} at seq {change.seq}"
 
     def sync(self, path: str | None = None, *, agent: str = "api") -> str:
+        if not self.syncer.writable and self.keeper is not None:
+            self.validator.gate_all()
+            sha = self.commit_branch("sync")
+            return f"no worktree (mount of a commit): diff branch {self.keeper.name} at {sha}"
         self.syncer.sync(path, agent=agent)
         return self.syncer.last
 
@@ -292,6 +411,14 @@ def _summary(what: str, change) -> str:
     if change is None:
         return f"{what}: nothing changed"
     return f"{what} at seq {change.seq}: {len(change.paths)} path(s) changed"
+
+
+def _display(path: str, source: str) -> str:
+    """A /proc/self/fd/N/... path as the user knows it (below the source)."""
+    if path.startswith("/proc/self/fd/"):
+        rest = path.split("/", 5)[5] if path.count("/") >= 5 else ""
+        return os.path.join(source, rest)
+    return path
 
 
 def _under(path: Path, source: str, under: str) -> Path:

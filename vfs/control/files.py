@@ -41,6 +41,9 @@ mode              on-demand | write-through | lazy (write one to switch)
 batch             write a JSON list of edits: {path, old, new} | {path, content} |
                   {path, delete: true} | {path, rename_to}; all or nothing
 errors            syntax errors of changed Python files (path:line:col: message)
+conflicts         paths changed on disk (outside the mount) while dirty in memory
+resolve           write "PATH mine|theirs|merge" to settle a conflict
+branch            the git diff branch: name and head commit (git repositories only)
 events            a stream of change events, one JSON object per line
 """
 
@@ -116,6 +119,12 @@ def build_root(ws: "Workspace") -> CNode:
     command("batch", "usage: echo '[{\"path\": P, \"old\": S, \"new\": S}, ...]' > .vfs/batch\n",
             lambda text, agent: ws.batch(text, agent=agent), whole=True)
 
+    view("conflicts", lambda: _lines(ws.conflict_lines()))
+    view("branch", lambda: _branch_text(ws).encode())
+    command("resolve", "usage: echo 'PATH mine|theirs|merge' > .vfs/resolve\nconflicts:\n",
+            lambda text, agent: ws.resolve(text, agent=agent),
+            listing=lambda: "".join(f"{p}\n" for p in ws.conflict_lines()))
+
     dirs = {
         "diffs": lambda: _mirror(ws, ("diffs",), lambda p: ws.diff(p), only_changed=True),
         "versions": lambda: _mirror_versions(ws),
@@ -131,6 +140,16 @@ def build_root(ws: "Workspace") -> CNode:
         return None
 
     return CNode(("d", ""), is_dir=True, list=lambda: names, child=child)
+
+
+def _branch_text(ws: "Workspace") -> str:
+    b = ws.branch_info()
+    if not b["enabled"]:
+        return f"diff branch {b['reason']}\n"
+    text = f"{b['name']} {b['head'] or '(not yet written)'}\nbase {b['base_commit'] or '(unborn)'}\n"
+    if b.get("last_error"):
+        text += f"last error: {b['last_error']}\n"
+    return text
 
 
 def _outcome(node: CNode) -> str:

@@ -1,0 +1,108 @@
+"""Noticing edits made to the backing files outside the mount (watchdog).
+
+In worktree mode a watchdog observer watches the backing tree through the
+pre-mount descriptor path (`/proc/self/fd/N`), so it sees the directory under
+the mount, never the mount itself.  Events for passthrough paths (`.git`,
+ignored files) and for vfs's own temporary sync files are dropped; the rest
+are coalesced for a short moment and handed to `Session.base_changed`, which
+decides: a clean path shows the new content at once, a dirty one becomes a
+conflict.  Our own syncs produce events too; they find the disk equal to the
+buffer and change nothing.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Callable
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+__all__ = ["OutsideWatcher"]
+
+log = logging.getLogger(__name__)
+
+SETTLE_SECONDS = 0.05
+
+
+class OutsideWatcher(FileSystemEventHandler):
+    def __init__(self, root: str, on_change: Callable[[str], str],
+                 is_passthrough: Callable[[str, bool], bool]) -> None:
+        super().__init__()
+        self.root = root.rstrip("/")
+        self.on_change = on_change
+        self.is_passthrough = is_passthrough
+        self._observer: Observer | None = None
+        self._pending: dict[str, None] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = False
+        self._worker = threading.Thread(target=self._drain, name="vfs-outside", daemon=True)
+        self.seen = 0
+
+    def start(self) -> None:
+        self._observer = Observer()
+        # "/." makes inotify watch the directory the descriptor names, not the /proc symlink.
+        self._observer.schedule(self, self.root + "/.", recursive=True)
+        self._observer.daemon = True
+        self._observer.start()
+        self._worker.start()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+        self._worker.join(timeout=5)
+
+    def _rel(self, raw: str | bytes) -> str | None:
+        path = os.fsdecode(raw)
+        prefix = self.root + "/./"
+        if not path.startswith(prefix):
+            return None
+        rel = path[len(prefix):]
+        name = rel.rpartition("/")[2]
+        if ".vfs-sync-" in name:
+            return None
+        return rel
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        if event.is_directory and event.event_type == "modified":
+            return
+        paths = [event.src_path]
+        if getattr(event, "dest_path", None):
+            paths.append(event.dest_path)
+        with self._lock:
+            for raw in paths:
+                rel = self._rel(raw)
+                if rel is None:
+                    continue
+                try:
+                    if self.is_passthrough(rel, event.is_directory):
+                        continue
+                except Exception:
+                    log.exception("passthrough check failed for %s", rel)
+                    continue
+                self._pending[rel] = None
+        self._wake.set()
+
+    def _drain(self) -> None:
+        while not self._stopped:
+            self._wake.wait()
+            if self._stopped:
+                return
+            self._wake.clear()
+            threading.Event().wait(SETTLE_SECONDS)
+            with self._lock:
+                batch, self._pending = list(self._pending), {}
+            for rel in batch:
+                try:
+                    outcome = self.on_change(rel)
+                    self.seen += 1
+                    log.info("outside edit %s: %s", rel, outcome)
+                except Exception:
+                    log.exception("handling outside edit of %s failed", rel)
