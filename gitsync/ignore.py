@@ -18,9 +18,13 @@ itself (so a walker still enters it to find `!dir/keep`).  A directory named
 `.git` and everything under it are always ignored.
 
 The directory root need not be a git repository: a plain directory still has
-its `.gitignore` files read.  Pattern matching is dulwich's (`dulwich.ignore`);
-this module only decides which patterns apply and caches them per directory,
-so a call costs one dict lookup per ancestor plus the matching itself.
+its `.gitignore` files read.  Pattern matching is dulwich's (`dulwich.ignore`
+`IgnoreFilter` / `Pattern`); this module only decides which patterns apply
+and caches them per directory, so a call costs one dict lookup per ancestor
+plus the matching itself.  It does not use dulwich's `IgnoreFilterManager`
+because that one reads only from disk, cannot forget a changed `.gitignore`,
+and asks the disk whether a path is a directory; `tests/gitsync` checks this
+module against `git ls-files --others --ignored --exclude-standard`.
 
 `.gitignore` files are read from disk under `root`, or through the `read`
 callable when given (e.g. to see a session's in-memory edits).  They are read

@@ -26,7 +26,7 @@ def git_mode(mode: int) -> int:
     """The mode git records: 100644, 100755 or 120000."""
     if stat.S_ISLNK(mode):
         return 0o120000
-    return 0o100755 if mode & 0o111 else 0o100644
+    return 0o100755 if mode & 0o100 else 0o100644
 
 
 def _blob(data: bytes) -> Blob:
