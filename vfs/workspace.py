@@ -46,6 +46,7 @@ from .journal import Journal
 from .mounts import state_dir_for
 from .outside import OutsideWatcher
 from .passthrough import PassthroughRules
+from .semantic import Semantics
 from .session import Session, check_rel_path
 from .syncer import MODES, Syncer
 from .validation import Validator
@@ -68,6 +69,7 @@ class WorkspaceOptions:
     auto_commit: bool = True
     commit_quiet_seconds: float = 2.0
     watch: bool = True
+    index: bool = True
 
 DEFAULT_BRANCH = "in-memory-edits"
 
@@ -91,6 +93,7 @@ class Workspace:
         self.state_dir = state_dir
         self.journal = journal
         self.validator = Validator(session, options.fail_on_syntax_error)
+        self.semantics = Semantics(session, state_dir / "index") if options.index else None
         self.validator.checks.append(self._no_conflicts)
         self.syncer = Syncer(session, options.mode, gate=self.validator.gate)
         self.recovered = 0
@@ -200,6 +203,8 @@ class Workspace:
         """Start the background services (they run on their own threads)."""
         if self.watcher is not None:
             self.watcher.start()
+        if self.semantics is not None:
+            self.semantics.start()
 
     def before_unmount(self) -> None:
         """Last work while the mount is still up: the lazy mode writes everything now."""
@@ -212,6 +217,8 @@ class Workspace:
     def close(self, clean: bool = True) -> None:
         if self.watcher is not None:
             self.watcher.stop()
+        if self.semantics is not None:
+            self.semantics.close()
         if self.keeper is not None:
             self.keeper.close()
         if self.journal is not None:
@@ -238,6 +245,7 @@ class Workspace:
             "recovered": self.recovered,
             "conflicts": sorted(s.conflicts),
             "branch": self.branch_info(),
+            "index": self.semantics.status() if self.semantics is not None else {"state": "off"},
         }
         if self.options.rev is not None:
             out["base"] = {"kind": "commit", "repository": self.source, "rev": self.options.rev,
@@ -268,6 +276,12 @@ class Workspace:
             how = "after an unclean shutdown" if st.get("unclean_shutdown_recovered") else "unsynced"
             lines.append(f"recovered: {st['recovered']} changed path(s) restored from the journal ({how})")
         lines.append(f"syntax errors: {st['errors']}")
+        ix = st["index"]
+        if ix.get("state") == "off":
+            lines.append("index: off")
+        else:
+            lines.append(f"index: {ix['state']} {ix.get('done', 0)}/{ix.get('total', 0)} files, "
+                         f"{ix.get('pending', 0)} pending, {ix.get('definitions', 0)} definitions")
         lines.append(f"last sync: {st['last_sync']}")
         lines.append(f"conflicts: {len(st['conflicts'])}" +
                      (" (" + ", ".join(st["conflicts"]) + ")" if st["conflicts"] else ""))

@@ -130,6 +130,12 @@ def build_root(ws: "Workspace") -> CNode:
         "versions": lambda: _mirror_versions(ws),
         "agents": lambda: _agents_dir(ws),
     }
+    if getattr(ws, "semantics", None) is not None:
+        from .index_files import index_entries
+
+        more_files, more_dirs = index_entries(ws)
+        files.update(more_files)
+        dirs.update(more_dirs)
     names = sorted([*files, *dirs])
 
     def child(name: str) -> CNode | None:

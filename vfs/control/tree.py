@@ -13,10 +13,24 @@ Each control node is a directory (`list` of names, `child(name)`) or a file:
 Inodes live in their own range (>= CONTROL_INO) and are never forgotten: the
 set of control paths an agent can name is small.  Reading never changes state.
 
+Written bytes must be UTF-8 text without NUL; anything else is refused at the
+`write()` that carries it (not later at `close()`, whose errors shells
+ignore).  Once a command written through a handle is refused, the handle is
+spent: later writes fail with the same error and nothing left in its buffer
+runs at close (the writer was told its write failed).
+
+A stream read blocks until data arrives.  pyfuse3 does not pass on the
+kernel's INTERRUPT, and the kernel waits uninterruptibly for the reply of a
+request that a dying process sent, so a blocked read polls its opener: when
+the opener has a fatal signal pending (`kill`, Ctrl-C on `cat .vfs/events`)
+the read ends at once.  `close_streams()` ends every blocked read (call it
+before `pyfuse3.terminate()`: the FUSE loop only returns once they did).
+
 Thread safety: runs on the FUSE loop; commands take the session lock.
 """
 from __future__ import annotations
 
+import codecs
 import errno
 import logging
 import os
@@ -53,6 +67,7 @@ class CNode:
     list: Callable[[], list[str]] | None = None
     child: Callable[[str], "CNode | None"] | None = None
     usage: str = ""
+    sized: bool = True  # False: getattr reports size 0 (rendering is costly; readers read to EOF)
     # the outcome of the last command: ("ok"|"error", message, time)
     last: tuple[str, str, float] | None = field(default=None)
 
@@ -86,7 +101,10 @@ class _Handle:
     snapshot: bytes = b""
     buffer: bytearray = field(default_factory=bytearray)
     stream: Stream | None = None
-    failed: bool = False
+    pid: int = 0  # the opener (thread) id
+    # The refusal that spent this handle (see module docstring), else None.
+    failed: FsError | None = None
+    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")())
 
 
 class ControlTree:
@@ -103,6 +121,7 @@ class ControlTree:
         self._next_fh = CONTROL_FH
         self._uid, self._gid = os.getuid(), os.getgid()
         self._started = time.time_ns()
+        self._closed = False
         self._register(root)
 
     # ---------------------------------------------------------------- inodes
@@ -146,7 +165,7 @@ class ControlTree:
         return a
 
     def _size(self, node: CNode) -> int:
-        if node.stream is not None or node.read is None:
+        if node.stream is not None or node.read is None or not node.sized:
             return 0
         try:
             return len(node.read())
@@ -205,7 +224,7 @@ class ControlTree:
         writing = (flags & os.O_ACCMODE) != os.O_RDONLY
         if writing and node.command is None:
             raise FsError(errno.EACCES, "read-only control file")
-        handle = _Handle(node, self.agent_of(ctx.pid), writing)
+        handle = _Handle(node, self.agent_of(ctx.pid), writing, pid=ctx.pid)
         if not writing:
             if node.stream is not None:
                 handle.stream = node.stream()
@@ -236,15 +255,26 @@ class ControlTree:
     async def read_async(self, fh: int, off: int, size: int) -> bytes:
         h = self._handle(fh)
         if h.stream is not None:
-            while not h.stream.closed:
+            polls = 0
+            while not h.stream.closed and not self._closed:
                 data = h.stream.take(size)
                 if data:
                     return data
+                polls += 1
+                if polls % 4 == 0 and _dying(h.pid):
+                    return b""  # the reader is being killed and waits for this reply
                 await trio.sleep(0.05)
-            return b""
+            return h.stream.take(size)
         if h.node.live and off >= len(h.snapshot):
             h.snapshot = self.render(h.node)
         return h.snapshot[off:off + size]
+
+    def close_streams(self) -> None:
+        """End every blocked stream read, now and later (the mount is stopping)."""
+        self._closed = True
+        for h in self._handles.values():
+            if h.stream is not None:
+                h.stream.closed = True
 
     def read(self, fh: int, off: int, size: int) -> bytes:
         h = self._handle(fh)
@@ -260,11 +290,18 @@ class ControlTree:
         h = self._handle(fh)
         if not h.writing:
             raise FsError(errno.EBADF)
+        if h.failed is not None:
+            raise FsError(h.failed.errno, h.failed.reason)
         if len(h.buffer) + len(buf) > (MAX_COMMAND_BYTES if h.node.whole else MAX_LINE_BYTES):
-            h.buffer.clear()
-            h.failed = True
-            self._fail(h.node, FsError(errno.EFBIG, "command too large"))
-            raise FsError(errno.EFBIG, "command too large")
+            limit = MAX_COMMAND_BYTES if h.node.whole else MAX_LINE_BYTES
+            what = "command" if h.node.whole else "command line"
+            self._spend(h, FsError(errno.EFBIG, f"{what} too large (limit {limit} bytes)"))
+        try:
+            h.decoder.decode(bytes(buf))
+        except UnicodeDecodeError:
+            self._spend(h, FsError(errno.EINVAL, "command is not UTF-8 text"))
+        if b"\0" in buf:
+            self._spend(h, FsError(errno.EINVAL, "command contains NUL"))
         h.buffer += buf
         if h.node.whole:
             if h.buffer.endswith(b"\n") and _complete_json(bytes(h.buffer)):
@@ -277,9 +314,16 @@ class ControlTree:
                 await self._run(h, line)
         return len(buf)
 
+    def _spend(self, h: _Handle, exc: FsError) -> None:
+        """Refuse what was written through `h`, and everything written through it later."""
+        h.buffer = bytearray()
+        h.failed = exc
+        self._fail(h.node, exc)
+        raise exc
+
     async def flush(self, fh: int) -> None:
         h = self._handle(fh)
-        if h.writing and h.buffer:
+        if h.writing and h.buffer and h.failed is None:
             text, h.buffer = bytes(h.buffer), bytearray()
             await self._run(h, text)
 
@@ -291,7 +335,7 @@ class ControlTree:
             h.stream.closed = True
             if h.stream.cleanup:
                 h.stream.cleanup()
-        if h.writing and h.buffer:
+        if h.writing and h.buffer and h.failed is None:
             text, h.buffer = bytes(h.buffer), bytearray()
             try:
                 await self._run(h, text)
@@ -311,11 +355,15 @@ class ControlTree:
                 text = text.rstrip("\r")
             message = node.command(text, h.agent)
         except FsError as exc:
+            h.buffer = bytearray()
+            h.failed = exc
             self._fail(node, exc)
             raise
         except Exception as exc:
             log.exception("control command %r failed", node.key)
             err = FsError(errno.EIO, f"internal error: {type(exc).__name__}: {exc}")
+            h.buffer = bytearray()
+            h.failed = err
             self._fail(node, err)
             raise err from None
         node.last = ("ok", message, time.time())
@@ -324,6 +372,35 @@ class ControlTree:
 
     def _fail(self, node: CNode, exc: FsError) -> None:
         node.last = ("error", f"{exc.reason} [{errno.errorcode.get(exc.errno, exc.errno)}]", time.time())
+
+
+# Signals whose default action does not end the process (chld, cont, stop, tstp, ttin, ttou, urg, winch).
+_HARMLESS = sum(1 << (n - 1) for n in (17, 18, 19, 20, 21, 22, 23, 28))
+
+
+def _dying(pid: int) -> bool:
+    """True when process (thread) `pid` has a fatal signal pending.
+
+    Such a process waits uninterruptibly for the reply to the FUSE request it
+    sent; a blocked stream read must answer so that it can exit.
+    """
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            text = f.read()
+    except OSError:
+        return False  # gone: then someone else holds the descriptor
+    masks = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(b":")
+        if key in (b"SigPnd", b"ShdPnd", b"SigBlk", b"SigIgn", b"SigCgt"):
+            masks[key] = int(value.strip() or b"0", 16)
+    pending = masks.get(b"SigPnd", 0) | masks.get(b"ShdPnd", 0)
+    if pending & (1 << 8):  # SIGKILL
+        return True
+    fatal = pending & ~masks.get(b"SigBlk", 0) & ~masks.get(b"SigIgn", 0) & ~masks.get(b"SigCgt", 0)
+    return bool(fatal & ~_HARMLESS)
 
 
 def _complete_json(raw: bytes) -> bool:
