@@ -139,6 +139,9 @@ class Semantics:
 
     # ------------------------------------------------------------------ queries
     def fresh(self) -> None:
+        lister = self._lister
+        if lister is not None and lister.is_alive():
+            lister.join(FRESH_TIMEOUT)  # the initial build is not even scheduled yet
         if not self.live.wait_fresh(FRESH_TIMEOUT):
             log.warning("index query answered before pending reindexing finished (timeout)")
 

@@ -36,7 +36,9 @@ from gitsync import DiffBranch, GitBase, GitSyncError, open_source
 
 from . import conflicts, history
 from .base import WorktreeBase
+from .audit import Auditor
 from .batch import apply_batch
+from .checks import validate
 from .diffbranch import BranchKeeper
 from .control.files import build_root, event_stream
 from .control.tree import ControlTree
@@ -70,6 +72,8 @@ class WorkspaceOptions:
     commit_quiet_seconds: float = 2.0
     watch: bool = True
     index: bool = True
+    audit_policy: str = "warn"
+    audit_disabled: list[str] = field(default_factory=list)
 
 DEFAULT_BRANCH = "in-memory-edits"
 
@@ -95,6 +99,8 @@ class Workspace:
         self.validator = Validator(session, options.fail_on_syntax_error)
         self.semantics = Semantics(session, state_dir / "index") if options.index else None
         self.validator.checks.append(self._no_conflicts)
+        self.auditor = Auditor(session, options.audit_policy, options.audit_disabled)
+        self.validator.checks.append(self.auditor.gate)
         self.syncer = Syncer(session, options.mode, gate=self.validator.gate)
         self.recovered = 0
         self.started = time.time()
@@ -362,6 +368,12 @@ class Workspace:
         if blocked:
             raise FsError(errno.EBUSY, "refused: unresolved conflict on " + ", ".join(blocked) +
                           " (echo 'PATH mine|theirs|merge' > .vfs/resolve)")
+
+    def validate(self) -> list[str]:
+        return validate(self)
+
+    def audit(self) -> list[str]:
+        return self.auditor.lines()
 
     # ------------------------------------------------------------------ commands
     def resolve(self, text: str, *, agent: str = "api") -> str:

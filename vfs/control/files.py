@@ -44,6 +44,14 @@ errors            syntax errors of changed Python files (path:line:col: message)
 conflicts         paths changed on disk (outside the mount) while dirty in memory
 resolve           write "PATH mine|theirs|merge" to settle a conflict
 branch            the git diff branch: name and head commit (git repositories only)
+validate          syntax errors, undefined names and unresolved imports in changed files
+audit             dangerous calls introduced by the changes (review help, not a sandbox)
+rename            write "pkg.mod.old_name new_name": rename a symbol everywhere, atomically
+symbols/PATH      a file's definitions: kind qualified.name line:col
+defs/NAME         where a bare or qualified name is defined: path:line:col kind qualified.name
+refs/QUALNAME     every reference: path:line:col<TAB>source line
+deps/PATH         modules PATH imports; rdeps/PATH: files importing it (PATH?all: transitive)
+impact            test files affected by the current changes (pytest $(cat .vfs/impact))
 events            a stream of change events, one JSON object per line
 """
 
@@ -120,6 +128,8 @@ def build_root(ws: "Workspace") -> CNode:
             lambda text, agent: ws.batch(text, agent=agent), whole=True)
 
     view("conflicts", lambda: _lines(ws.conflict_lines()))
+    files["validate"] = lambda: CNode(("f", "validate"), read=lambda: _lines(ws.validate()), sized=False)
+    files["audit"] = lambda: CNode(("f", "audit"), read=lambda: _lines(ws.audit()), sized=False)
     view("branch", lambda: _branch_text(ws).encode())
     command("resolve", "usage: echo 'PATH mine|theirs|merge' > .vfs/resolve\nconflicts:\n",
             lambda text, agent: ws.resolve(text, agent=agent),
