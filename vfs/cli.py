@@ -40,8 +40,19 @@ def cmd_mount(args: argparse.Namespace) -> int:
         raise CliError(f"already mounted: {mountpoint}")
     if not os.path.exists("/dev/fuse"):
         raise CliError("/dev/fuse is missing: FUSE is not available on this machine")
-    workspace = {"mode": args.mode, "rev": args.rev, "branch": args.branch,
-                 "passthrough": args.passthrough or [], "journal": not args.no_journal}
+    flags: dict = {}
+    if args.mode is not None:
+        flags["sync_frequency"] = args.mode
+    if args.branch is not None:
+        flags["diff_branch"] = args.branch
+    if args.passthrough:
+        flags["passthrough"] = list(args.passthrough)
+    for item in args.set or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise CliError(f"--set needs KEY=VALUE, got {item!r}")
+        flags[key.strip()] = _toml_value(raw)
+    workspace = {"rev": args.rev, "journal": not args.no_journal, "flags": flags}
     options = {"workspace": workspace, "allow_other": args.allow_other, "debug": args.debug}
     if args.foreground:
         from .daemon import MountOptions, serve
@@ -54,6 +65,15 @@ def cmd_mount(args: argparse.Namespace) -> int:
         return serve(opts, lambda msg: print(f"vfs: {msg}" if msg != "ok" else
                                              f"vfs: serving {source} at {mountpoint}", file=sys.stderr))
     return _spawn_daemon(source, mountpoint, options)
+
+
+def _toml_value(raw: str):
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw  # a bare word: take it as a string
 
 
 def _spawn_daemon(source: str, mountpoint: str, options: dict) -> int:
@@ -153,9 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("source")
     m.add_argument("mountpoint", nargs="?")
     m.add_argument("--foreground", "-f", action="store_true", help="stay attached; Ctrl-C unmounts")
-    m.add_argument("--mode", default="on-demand", choices=["on-demand", "write-through", "lazy"])
+    m.add_argument("--mode", choices=["on-demand", "write-through", "lazy"], help="sync mode (default on-demand)")
     m.add_argument("--rev", help="serve this commit of the repository SRC (no worktree needed)")
-    m.add_argument("--branch", default="in-memory-edits", help="name of the diff branch")
+    m.add_argument("--branch", help="name of the diff branch (default in-memory-edits)")
+    m.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a setting, as in [tool.vfs] of pyproject.toml (repeatable)")
     m.add_argument("--passthrough", action="append", metavar="GLOB",
                    help="also pass paths matching GLOB straight to disk (repeatable)")
     m.add_argument("--allow-other", action="store_true", help="let other users see the mount")

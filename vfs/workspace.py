@@ -21,6 +21,7 @@ written by write(2) to a file that was not yet closed or fsynced are not.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import re
@@ -39,6 +40,7 @@ from .base import WorktreeBase
 from .audit import Auditor
 from .batch import apply_batch
 from .checks import validate
+from .config import Settings, load_settings
 from .diffbranch import BranchKeeper
 from .control.files import build_root, event_stream
 from .control.tree import ControlTree
@@ -74,6 +76,15 @@ class WorkspaceOptions:
     index: bool = True
     audit_policy: str = "warn"
     audit_disabled: list[str] = field(default_factory=list)
+    warn_on_type_error: bool = False
+    run_tests_before_sync: bool = False
+    lazy_parse: bool = False
+    cache_symbols: bool = True
+    languages: list[str] = field(default_factory=lambda: ["python"])
+    max_memory_mb: int = 1024
+    lru_eviction: bool = True
+    # Settings given on the command line (keys of vfs.config.KEYS); they beat the project's file.
+    flags: dict[str, Any] = field(default_factory=dict)
 
 DEFAULT_BRANCH = "in-memory-edits"
 
@@ -97,12 +108,14 @@ class Workspace:
         self.state_dir = state_dir
         self.journal = journal
         self.validator = Validator(session, options.fail_on_syntax_error)
-        self.semantics = Semantics(session, state_dir / "index") if options.index else None
+        self.semantics = Semantics(session, state_dir / "index" if options.cache_symbols else None) \
+            if options.index else None
         self.validator.checks.append(self._no_conflicts)
         self.auditor = Auditor(session, options.audit_policy, options.audit_disabled)
         self.validator.checks.append(self.auditor.gate)
         self.syncer = Syncer(session, options.mode, gate=self.validator.gate)
         self.recovered = 0
+        self.settings: Settings | None = None
         self.started = time.time()
         self.control = ControlTree(build_root(self), session.agents.name,
                                    after_command=session.wait_invalidations)
@@ -128,6 +141,11 @@ class Workspace:
             return cls._open_rev(source, options, repo, mountpoint)
         base = WorktreeBase(source)
         under = f"/proc/self/fd/{base.dir_fd}"
+        try:
+            options, settings = _configure(options, _reader(base))
+        except FsError:
+            base.close()
+            raise
         state_dir = _under(state_dir_for(source), source, under)
         journal = cls._journal(state_dir, options)
         rules = PassthroughRules(under, options.passthrough, read=_reader(base))
@@ -137,6 +155,7 @@ class Workspace:
             keeper, off = cls._keeper(session, under, options, options.branch, repo.base_commit)
         ws = cls(source, options, base, session, state_dir, journal, repo=repo, keeper=keeper,
                  watch_root=under, passthrough=rules.is_passthrough, branch_off=off)
+        ws.settings = settings
         ws._recover()
         return ws
 
@@ -151,12 +170,14 @@ class Workspace:
             base = GitBase(source, repo.base_commit)
         except GitSyncError as exc:
             raise FsError(errno.EINVAL, str(exc)) from None
+        options, settings = _configure(options, _reader(base))
         state_dir = state_dir_for(source, name=f"rev-{tag}")
         journal = cls._journal(state_dir, options)
         session = Session(base, journal=journal)
         branch = options.branch if options.branch != DEFAULT_BRANCH else f"{DEFAULT_BRANCH}-{tag}"
         keeper, off = cls._keeper(session, source, options, branch, repo.base_commit)
         ws = cls(source, options, base, session, state_dir, journal, repo=repo, keeper=keeper, branch_off=off)
+        ws.settings = settings
         ws._recover()
         return ws
 
@@ -256,6 +277,9 @@ class Workspace:
         if self.options.rev is not None:
             out["base"] = {"kind": "commit", "repository": self.source, "rev": self.options.rev,
                            "commit": self.repo.base_commit}
+        if self.settings is not None:
+            out["settings"] = {k: {"value": v, "from": self.settings.sources[k]}
+                               for k, v in sorted(self.settings.values.items())}
         if self.journal is not None:
             out["journal"] = self.journal.stats()
             out["unclean_shutdown_recovered"] = bool(getattr(self, "unclean_shutdown", False))
@@ -295,6 +319,8 @@ class Workspace:
         lines.append(f"diff branch: {b['name']} {b['head'] or '(not yet written)'}" if b["enabled"]
                      else f"diff branch: {b['reason']}")
         lines.append(f"state dir: {st['state_dir']}")
+        for key, item in st.get("settings", {}).items():
+            lines.append(f"setting {key} = {json.dumps(item['value'])} ({item['from']})")
         return "\n".join(lines) + "\n"
 
     def changed(self) -> list[str]:
@@ -431,6 +457,26 @@ class Workspace:
         if change is None:
             return "batch applied: nothing changed"
         return f"batch applied at seq {change.seq}: {len(change.paths)} path(s) changed"
+
+
+def _configure(options: WorkspaceOptions, read) -> tuple[WorkspaceOptions, Settings]:
+    """Merge the project's settings file and the flags into `options` (explicit values win)."""
+    import dataclasses
+
+    settings = load_settings(read, options.flags)
+    for key in ("run_tests_before_sync", "warn_on_type_error"):
+        if settings.values[key]:
+            raise FsError(errno.EINVAL, f"{settings.sources[key]}: setting {key!r} = true is not supported yet")
+    unknown = [lang for lang in settings.values["languages"] if lang != "python"]
+    if unknown:
+        raise FsError(errno.EINVAL, f"{settings.sources['languages']}: setting 'languages': "
+                                    f"no plug-in for {', '.join(unknown)} (available: python)")
+    defaults = WorkspaceOptions()
+    changes = {}
+    for name, value in settings.options_kwargs().items():
+        if getattr(options, name) == getattr(defaults, name):
+            changes[name] = value
+    return dataclasses.replace(options, **changes), settings
 
 
 def _summary(what: str, change) -> str:
