@@ -10,7 +10,10 @@ create, mkdir, mknod, symlink, link, and each non-dot entry accepted by
 `lookups`; `forget` subtracts.  The kernel does not count "." and "..".
 
 Caching: memory nodes are answered with long entry/attribute timeouts and
-`keep_cache`, so a warm tree is served by the kernel without round trips.
+`keep_cache` (except when the tree says a read must reach it to move atime,
+see `Tree.keep_cache`), so a warm tree is served by the kernel without round
+trips.  Attributes are built after `Tree.settle`, so a directory's link count
+is exact in the first reply the kernel caches.
 Changes that do not come through the kernel are followed by explicit
 invalidations (see `vfs.invalidator`).  Missing names are answered with inode
 0 and the same timeout, which the kernel caches as a negative entry (Python's
@@ -26,7 +29,6 @@ import errno
 import functools
 import logging
 import os
-import stat
 from typing import Any
 
 import pyfuse3
@@ -99,11 +101,10 @@ class VfsOperations(pyfuse3.Operations):
             a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
             a.entry_timeout = a.attr_timeout = DISK_TIMEOUT
         else:
+            self.session.tree.settle(node)
             a.st_mode, a.st_nlink = node.mode, max(node.nlink, 0)
             a.st_uid, a.st_gid, a.st_rdev = node.uid, node.gid, node.rdev
-            size = node.size()
-            a.st_size = size
-            a.st_blocks = (size + 511) // 512
+            a.st_size, a.st_blocks = node.size(), node.blocks()
             a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns = node.atime_ns, node.mtime_ns, node.ctime_ns
             a.entry_timeout = a.attr_timeout = CACHE_TIMEOUT
         a.st_blksize = 4096
@@ -269,9 +270,10 @@ class VfsOperations(pyfuse3.Operations):
         if self._is_control(inode):
             return self.control.open(inode, flags, ctx)
         with self.session.lock:
-            fh = self.session.open(inode, flags, _caller(ctx))
             node = self.session.getattr(inode)
-            return pyfuse3.FileInfo(fh=fh, keep_cache=not node.disk, direct_io=False)
+            keep = self.session.tree.keep_cache(node)  # before open: O_TRUNC changes the times
+            fh = self.session.open(inode, flags, _caller(ctx))
+            return pyfuse3.FileInfo(fh=fh, keep_cache=keep, direct_io=False)
 
     @_translate
     async def create(self, parent_inode, name, mode, flags, ctx):
@@ -280,12 +282,12 @@ class VfsOperations(pyfuse3.Operations):
             caller = _caller(ctx)
             node = self.session.create(parent_inode, _name(name), mode, caller)
             fh = self.session.open(node.ino, flags & ~os.O_TRUNC, caller)
-            return pyfuse3.FileInfo(fh=fh, keep_cache=not node.disk), self._entry(node)
+            return pyfuse3.FileInfo(fh=fh, keep_cache=self.session.tree.keep_cache(node)), self._entry(node)
 
     @_translate
     async def read(self, fh, off, size):
         if self._is_control_fh(fh):
-            return self.control.read(fh, off, size)
+            return await self.control.read_async(fh, off, size)
         return self.session.read(fh, off, size)
 
     @_translate

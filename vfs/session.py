@@ -93,6 +93,7 @@ class Handle:
     flags: int
     caller: Caller
     fd: int | None = None  # disk nodes: a real descriptor on the backing file
+    wrote: bool = False  # a write(2) came through this handle
 
 
 class Session:
@@ -274,11 +275,11 @@ class Session:
         with self.lock:
             return self.tree.node(ino)
 
-    def readdir(self, ino: int, cookie: int) -> list[tuple[int, str, Node]]:
+    def readdir(self, ino: int, cookie: int) -> Iterator[tuple[int, str, Node]]:
+        """Entries after `cookie`, lazily: the caller holds `self.lock` while consuming them."""
         with self.lock:
-            node = self.tree.node(ino)
-            entries = self.tree.entries(node)
-            return [(c, name, self.tree.nodes[i]) for c, name, i in entries.since(cookie)]
+            nodes = self.tree.nodes
+            return ((c, name, nodes[i]) for c, name, i in self.tree.readdir(self.tree.node(ino), cookie))
 
     def create(self, parent: int, name: str, mode: int, caller: Caller) -> Node:
         with self.lock:
@@ -345,7 +346,7 @@ class Session:
                 except OSError as exc:
                     raise FsError(exc.errno or errno.EIO, str(exc)) from None
             elif flags & os.O_TRUNC and node.is_reg:
-                self.tree.truncate(node, 0)
+                self.tree.truncate(node, 0, caller)
             node.opens += 1
             fh = self._next_fh
             self._next_fh += 1
@@ -373,15 +374,20 @@ class Session:
             node = h.node
             if h.flags & os.O_APPEND:
                 offset = len(self.tree.load(node))
-            written = self.tree.write(node, offset, buf)
-            if h.caller.uid != 0 and node.mode & (stat.S_ISUID | stat.S_ISGID):
-                self.tree._kill_priv(node)
-            return written
+            h.wrote = True
+            return self.tree.write(node, offset, buf, h.caller)
 
     def flush(self, fh: int) -> None:
+        """close(2) of one descriptor: the durability point for what this handle wrote.
+
+        A handle that only truncated (O_TRUNC) and wrote nothing yet is left for
+        `release`: shells open with O_TRUNC, dup the descriptor and close the
+        original before the command writes, and that first close must not record
+        an empty version.
+        """
         with self.lock:
             h = self._handle(fh)
-            if h.fd is None:
+            if h.fd is None and h.wrote:
                 self.tree.commit(h.node, h.caller)
 
     def fsync(self, fh: int) -> None:

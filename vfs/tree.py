@@ -6,9 +6,18 @@ from the `Base` lazily.  It knows nothing of journals or FUSE: after each
 mutation it tells its `recorder` which paths changed (`Recorder.changed`),
 and the recorder (the Session) decides what that means.
 
+"Local file system" means what ext4 on Linux shows, checked against one by
+tests/vfs/test_posix.py: new entries belong to the caller (umask applied,
+setgid directories pass their group on); setuid/setgid are cleared on write,
+truncation and chown as Linux clears them; ctime moves with every change,
+mtime with every content change, atime as under `relatime`; a directory is
+4 KiB and its link count is 2 + its subdirectories.  Permission checks are
+the kernel's (`default_permissions`), not ours.
+
 Passthrough entries (`.git/`, ignored paths) are disk nodes: every operation on
 them goes straight to the backing directory through `disk_fd`, and they are
-never reported to the recorder.
+never reported to the recorder.  The daemon acts on them as root, so ownership,
+modes and setuid clearing are set explicitly for the caller.
 
 Errors are `FsError` with the errno a local file system would give.
 Thread safety: none here; the Session serialises every call with its lock.
@@ -16,6 +25,7 @@ Thread safety: none here; the Session serialises every call with its lock.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 from dataclasses import dataclass, field
@@ -27,10 +37,14 @@ from .node import DirEntries, Node, now_ns
 
 __all__ = ["Caller", "Tree", "Recorder", "ROOT", "NAME_MAX", "join"]
 
+log = logging.getLogger(__name__)
+
 ROOT = 1
 NAME_MAX = 255
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
+RENAME_WHITEOUT = 4
+_DAY_NS = 24 * 3600 * 10**9
 
 
 def join(parent: str, name: str) -> str:
@@ -90,6 +104,8 @@ class Tree:
         # Invariant: every node reachable from ROOT, open, or looked up by the kernel is in `nodes`.
         self.nodes: dict[int, Node] = {}
         self._next_ino = ROOT + 1
+        # (st_dev, st_ino) of hard-linked backing files -> their node (entries may be stale: check).
+        self._disk_inodes: dict[tuple[int, int], int] = {}
         root_stat = base.stat("")
         root = Node(ROOT, root_stat.mode if root_stat else (stat.S_IFDIR | 0o755),
                     root_stat.uid if root_stat else os.getuid(), root_stat.gid if root_stat else os.getgid(),
@@ -114,6 +130,9 @@ class Tree:
     def _maybe_free(self, node: Node) -> None:
         if node.nlink <= 0 and node.lookups <= 0 and node.opens <= 0 and node.ino != ROOT:
             self.nodes.pop(node.ino, None)
+            if node.pin is not None:
+                os.close(node.pin)
+                node.pin = None
 
     def forget(self, ino: int, n: int) -> None:
         node = self.nodes.get(ino)
@@ -168,14 +187,19 @@ class Tree:
             return None
 
     def walk(self, node: Node, path: str) -> Iterator[tuple[str, Node]]:
-        """(path, node) for `node` and every descendant, parents first; memory nodes only."""
-        if node.disk:
-            return
-        yield path, node
-        if node.is_dir:
-            for name, ino in self.entries(node).items():
-                child = self.nodes[ino]
-                yield from self.walk(child, join(path, name))
+        """(path, node) for `node` and every descendant, parents first; memory nodes only.
+
+        Iterative: a tree may be deeper than Python's recursion limit.
+        """
+        stack = [(path, node)]
+        while stack:
+            path, node = stack.pop()
+            if node.disk:
+                continue
+            yield path, node
+            if node.is_dir:
+                items = self.entries(node).items()
+                stack.extend((join(path, name), self.nodes[ino]) for name, ino in reversed(items))
 
     # ------------------------------------------------------------------ lazy base loading
     def _child_from_base(self, parent: Node, name: str, rel: str) -> Node | None:
@@ -188,13 +212,28 @@ class Tree:
         node.rdev = st.rdev
         return node
 
-    def _disk_child(self, parent: Node, name: str, rel: str) -> Node | None:
-        try:
-            st = os.stat(rel, dir_fd=self.disk_fd, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+    def _disk_child(self, parent: Node, name: str, rel: str,
+                    st: os.stat_result | None = None) -> Node | None:
+        """A node for the backing entry `rel`, to be attached by the caller.
+
+        Names of one hard-linked backing file share one node (and inode number),
+        as they share one inode on disk.
+        """
+        if st is None:
+            try:
+                st = os.stat(rel, dir_fd=self.disk_fd, follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+            known = self.nodes.get(self._disk_inodes.get(key, 0))
+            if known is not None and known.disk and known.nlink > 0:
+                known.nlink += 1
+                return known
         node = self._new_node(st.st_mode, st.st_uid, st.st_gid, mtime_ns=st.st_mtime_ns)
         node.disk = True
+        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+            self._disk_inodes[key] = node.ino
         return node
 
     def _attach(self, parent: Node, name: str, node: Node) -> None:
@@ -224,10 +263,12 @@ class Tree:
         if dirnode.disk:
             return self._refresh_disk_dir(dirnode)
         if dirnode.children is None:
-            dirnode.children = DirEntries()
+            children = DirEntries()
             if dirnode.base_rel is not None:
+                # Listed in full before it is installed: a failing base leaves it unlisted, not empty.
                 dir_path = self.path_of(dirnode) or ""
                 names = sorted(self.base.listdir(dirnode.base_rel))
+                found: list[tuple[str, Node]] = []
                 for name in names:
                     rel = join(dirnode.base_rel, name)
                     child_path = join(dir_path, name)
@@ -239,9 +280,13 @@ class Tree:
                     else:
                         child = self._child_from_base(dirnode, name, rel)
                     if child is not None:
-                        self._attach(dirnode, name, child)
-                        if child.is_dir:
-                            dirnode.nlink += 1
+                        found.append((name, child))
+                dirnode.children = children
+                for name, child in found:
+                    self._attach(dirnode, name, child)
+                    if child.is_dir:
+                        dirnode.nlink += 1
+            dirnode.children = children
         return dirnode.children
 
     def _refresh_disk_dir(self, dirnode: Node) -> DirEntries:
@@ -267,7 +312,7 @@ class Tree:
             return
         child = self.nodes[ino]
         self._detach(dirnode, name, child)
-        child.nlink = 0
+        child.nlink = 0 if child.is_dir else child.nlink - 1
         self._maybe_free(child)
 
     def _disk_listdir(self, rel: str | None) -> list[str]:
@@ -281,22 +326,84 @@ class Tree:
         return node.data
 
     # ------------------------------------------------------------------ queries
+    def settle(self, node: Node) -> Node:
+        """Load what `node`'s attributes depend on, so they are exact from the first getattr.
+
+        A directory's link count is 2 + its subdirectories, so a directory not
+        listed yet is listed now (the kernel caches attributes: a count that
+        grew later would not be seen).
+        """
+        if node.is_dir and not node.disk and node.children is None:
+            try:
+                self.entries(node)
+            except OSError as exc:  # the base lost it: the attributes are still worth answering
+                log.warning("cannot list %s for its link count: %s", self.path_of(node), exc)
+        return node
+
     def lookup(self, parent: Node, name: str) -> Node | None:
+        """The child `name` of directory `parent`, or None; ENAMETOOLONG for names over NAME_MAX bytes."""
+        children = parent.children
+        if children is not None and not parent.disk:
+            ino = children.get(name)  # hot path: every path the session resolves comes here
+            if ino is not None:
+                return self.nodes[ino]
         if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
             raise FsError(errno.ENAMETOOLONG, "file name too long")
         if parent.disk:
-            children = self.entries(parent)
-            ino = children.get(name)
-            return self.nodes[ino] if ino is not None else None
+            return self._disk_lookup(parent, name)
         ino = self.entries(parent).get(name)
         return self.nodes[ino] if ino is not None else None
 
+    def _disk_lookup(self, parent: Node, name: str) -> Node | None:
+        """Look one name up on disk (the backing directory may change behind our back)."""
+        if not parent.is_dir:
+            raise FsError(errno.ENOTDIR, "not a directory")
+        if parent.children is None:
+            parent.children = DirEntries()
+        rel = join(self.path_of(parent) or "", name)
+        try:
+            st = os.stat(rel, dir_fd=self.disk_fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        except OSError as exc:
+            raise FsError(exc.errno or errno.EIO, str(exc)) from None
+        ino = parent.children.get(name)
+        if ino is not None:
+            node = self.nodes[ino]
+            if st is not None and stat.S_IFMT(st.st_mode) == stat.S_IFMT(node.mode):
+                return node
+            self._drop_disk_child(parent, name)  # gone, or replaced by another kind of entry
+        if st is None:
+            return None
+        child = self._disk_child(parent, name, rel, st)
+        self._attach(parent, name, child)
+        return child
+
     def disk_stat(self, node: Node) -> os.stat_result | None:
         """Fresh lstat of a disk node (None when it vanished)."""
+        if node.pin is not None:
+            return os.fstat(node.pin)
+        path = self.path_of(node)
+        if path is None:
+            return None
         try:
-            return os.stat(self.path_of(node) or ".", dir_fd=self.disk_fd, follow_symlinks=False)
+            return os.stat(path or ".", dir_fd=self.disk_fd, follow_symlinks=False)
         except OSError:
             return None
+
+    def _pin(self, node: Node, rel: str) -> None:
+        """Keep an unlinked but open disk file reachable (fstat, ftruncate) through an O_PATH descriptor."""
+        if node.pin is None and node.opens > 0 and node.is_reg:
+            node.pin = os.open(rel, os.O_PATH | os.O_NOFOLLOW, dir_fd=self.disk_fd)
+
+    def _disk_ref(self, node: Node) -> tuple[str, int | None]:
+        """(path, dir_fd) naming a disk node for path-based calls, also once it is unlinked."""
+        if node.pin is not None:
+            return f"/proc/self/fd/{node.pin}", None
+        path = self.path_of(node)
+        if path is None:
+            raise FsError(errno.ENOENT, "unlinked")
+        return path or ".", self.disk_fd
 
     def readlink(self, node: Node) -> bytes:
         if not node.is_lnk:
@@ -325,8 +432,13 @@ class Tree:
     def _owner(self, parent: Node, caller: Caller, mode: int) -> tuple[int, int, int]:
         """uid, gid and mode for a new entry: caller owns it; setgid directories pass their group on."""
         gid = caller.gid
-        if parent.mode & stat.S_ISGID:
-            gid = parent.gid
+        parent_mode, parent_gid = parent.mode, parent.gid
+        if parent.disk:
+            st = self.disk_stat(parent)
+            if st is not None:
+                parent_mode, parent_gid = st.st_mode, st.st_gid
+        if parent_mode & stat.S_ISGID:
+            gid = parent_gid
             if stat.S_ISDIR(mode):
                 mode |= stat.S_ISGID
         elif mode & stat.S_ISGID and not stat.S_ISDIR(mode) and not caller.in_group(gid):
@@ -343,12 +455,18 @@ class Tree:
     def _disk_path(self, parent: Node, name: str) -> str:
         return join(self.path_of(parent) or "", name)
 
-    def _disk_new(self, parent: Node, name: str, caller: Caller, make: Callable[[str], None]) -> Node:
+    def _disk_new(self, parent: Node, name: str, caller: Caller, make: Callable[[str], None],
+                  mode: int) -> Node:
+        """Create a passthrough entry with `make(rel)`, then give it the caller's owner and the exact
+        mode (the daemon's own umask and group must not leak into it)."""
         rel = self._disk_path(parent, name)
+        uid, gid, mode = self._owner(parent, caller, mode)
         try:
             make(rel)
             if os.geteuid() == 0:
-                os.chown(rel, caller.uid, caller.gid, dir_fd=self.disk_fd, follow_symlinks=False)
+                os.chown(rel, uid, gid, dir_fd=self.disk_fd, follow_symlinks=False)
+            if not stat.S_ISLNK(mode):
+                os.chmod(rel, mode & 0o7777, dir_fd=self.disk_fd)
         except OSError as exc:
             raise FsError(exc.errno or errno.EIO, str(exc)) from None
         child = self._disk_child(parent, name, rel)
@@ -365,7 +483,7 @@ class Tree:
         if self._is_disk_child(parent, name, False):
             def make(rel: str) -> None:
                 os.close(os.open(rel, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode & 0o7777, dir_fd=self.disk_fd))
-            return self._disk_new(parent, name, caller, make)
+            return self._disk_new(parent, name, caller, make, mode)
         uid, gid, mode = self._owner(parent, caller, mode)
         node = self._new_node(mode, uid, gid)
         node.data = bytearray()
@@ -379,7 +497,7 @@ class Tree:
         mode = stat.S_IFDIR | (mode & 0o7777 & ~caller.umask)
         if self._is_disk_child(parent, name, True):
             node = self._disk_new(parent, name, caller,
-                                  lambda rel: os.mkdir(rel, mode & 0o7777, dir_fd=self.disk_fd))
+                                  lambda rel: os.mkdir(rel, mode & 0o7777, dir_fd=self.disk_fd), mode)
             parent.nlink += 1
             return node
         uid, gid, mode = self._owner(parent, caller, mode)
@@ -400,7 +518,7 @@ class Tree:
             return node
         if self._is_disk_child(parent, name, False):
             return self._disk_new(parent, name, caller,
-                                  lambda rel: os.mknod(rel, mode, rdev, dir_fd=self.disk_fd))
+                                  lambda rel: os.mknod(rel, mode, rdev, dir_fd=self.disk_fd), mode)
         uid, gid, mode = self._owner(parent, caller, mode)
         node = self._new_node(mode, uid, gid)
         node.rdev = rdev
@@ -413,8 +531,10 @@ class Tree:
         self._check_new_name(parent, name)
         if self._is_disk_child(parent, name, False):
             return self._disk_new(parent, name, caller,
-                                  lambda rel: os.symlink(target, os.fsencode(rel), dir_fd=self.disk_fd))
-        node = self._new_node(stat.S_IFLNK | 0o777, caller.uid, caller.gid)
+                                  lambda rel: os.symlink(target, os.fsencode(rel), dir_fd=self.disk_fd),
+                                  stat.S_IFLNK | 0o777)
+        uid, gid, mode = self._owner(parent, caller, stat.S_IFLNK | 0o777)
+        node = self._new_node(mode, uid, gid)
         node.target = bytes(target)
         self._attach(parent, name, node)
         parent.touch()
@@ -424,6 +544,8 @@ class Tree:
     def link(self, node: Node, parent: Node, name: str, caller: Caller) -> Node:
         if node.is_dir:
             raise FsError(errno.EPERM, "hard link to a directory")
+        if node.nlink <= 0:
+            raise FsError(errno.ENOENT, "the file was removed")  # as linkat(2) of an unlinked file
         self._check_new_name(parent, name)
         if node.disk or self._is_disk_child(parent, name, False):
             if not (node.disk and self._is_disk_child(parent, name, False)):
@@ -435,6 +557,10 @@ class Tree:
             except OSError as exc:
                 raise FsError(exc.errno or errno.EIO, str(exc)) from None
             self._attach(parent, name, node)
+            node.nlink += 1
+            st = self.disk_stat(node)
+            if st is not None:
+                self._disk_inodes[(st.st_dev, st.st_ino)] = node.ino
             return node
         if node.is_reg:
             self.load(node)
@@ -457,6 +583,7 @@ class Tree:
         path = join(self.path_of(parent) or "", name)
         if child.disk:
             try:
+                self._pin(child, path)
                 os.unlink(path, dir_fd=self.disk_fd)
             except OSError as exc:
                 raise FsError(exc.errno or errno.EIO, str(exc)) from None
@@ -507,7 +634,9 @@ class Tree:
 
     def rename(self, old_parent: Node, old_name: str, new_parent: Node, new_name: str,
                flags: int, caller: Caller) -> None:
-        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == (RENAME_NOREPLACE | RENAME_EXCHANGE):
+        """rename(2)/renameat2(2): NOREPLACE, EXCHANGE and WHITEOUT (as ext4 and tmpfs have them)."""
+        known = RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT
+        if flags & ~known or (flags & RENAME_EXCHANGE and flags & (RENAME_NOREPLACE | RENAME_WHITEOUT)):
             raise FsError(errno.EINVAL, f"unsupported rename flags {flags:#x}")
         src = self.lookup(old_parent, old_name)
         if src is None:
@@ -527,6 +656,8 @@ class Tree:
             raise FsError(errno.EEXIST, f"exists: {new_name}")
         if flags & RENAME_EXCHANGE and dst is None:
             raise FsError(errno.ENOENT, f"no such file: {new_name}")
+        if dst is src:
+            return  # two names of one inode: POSIX says do nothing (also for an exchange)
         src_disk = src.disk
         dst_disk = self._is_disk_child(new_parent, new_name, src.is_dir)
         if src_disk != dst_disk or (dst is not None and dst.disk != src_disk):
@@ -534,10 +665,10 @@ class Tree:
         old_path = join(self.path_of(old_parent) or "", old_name)
         new_path = join(self.path_of(new_parent) or "", new_name)
         if src_disk:
+            if dst is not None and not flags & RENAME_EXCHANGE:
+                self._pin(dst, new_path)
             self._disk_rename(old_path, new_path, flags)
         if dst is not None and not (flags & RENAME_EXCHANGE):
-            if dst is src:
-                return  # both names are links to one inode: POSIX says do nothing
             if src.is_dir and not dst.is_dir:
                 raise FsError(errno.ENOTDIR, f"not a directory: {new_name}")
             if not src.is_dir and dst.is_dir:
@@ -576,6 +707,10 @@ class Tree:
         src.touch(content=False)
         old_parent.touch()
         new_parent.touch()
+        if flags & RENAME_WHITEOUT and not src_disk:
+            # overlayfs' marker of a removed lower entry: a 0/0 character device with mode 0.
+            uid, gid, mode = self._owner(old_parent, caller, stat.S_IFCHR)
+            self._attach(old_parent, old_name, self._new_node(mode, uid, gid))
         if not src_disk:
             touched += [p for p, _ in self.walk(src, new_path)]
             if flags & RENAME_EXCHANGE:
@@ -592,8 +727,11 @@ class Tree:
             raise FsError(exc.errno or errno.EIO, str(exc)) from None
 
     # ------------------------------------------------------------------ content and metadata
-    def write(self, node: Node, offset: int, buf: bytes) -> int:
-        """Write at `offset` (a hole up to it reads as zeros); marks the node unsaved."""
+    def write(self, node: Node, offset: int, buf: bytes, caller: Caller | None = None) -> int:
+        """Write at `offset` (a hole up to it reads as zeros); marks the node unsaved.
+
+        With `caller`, setuid/setgid are cleared as a write by that caller clears them.
+        """
         data = self.load(node)
         end = offset + len(buf)
         if offset > len(data):
@@ -601,86 +739,158 @@ class Tree:
         data[offset:end] = buf
         node.unsaved = True
         node.touch()
+        if caller is not None:
+            self._kill_priv(node, caller)
         return len(buf)
 
     def read(self, node: Node, offset: int, size: int) -> bytes:
         data = self.load(node)
+        self.accessed(node)
         return bytes(data[offset:offset + size])
 
-    def truncate(self, node: Node, size: int) -> None:
+    def readdir(self, dirnode: Node, cookie: int) -> Iterator[tuple[int, str, int]]:
+        """(cookie, name, ino) of the entries after `cookie`, lazily; a listing is an access (atime)."""
+        entries = self.entries(dirnode)
+        self.accessed(dirnode)
+        return entries.since(cookie)
+
+    def accessed(self, node: Node) -> None:
+        """Move atime as a `relatime` mount does (the default, and what FUSE mounts show).
+
+        The kernel leaves atime of FUSE inodes to the file system and re-reads it
+        after each read and readdir that reached us.
+        """
+        now = now_ns()
+        if self._atime_due(node, now):
+            node.atime_ns = now
+
+    @staticmethod
+    def _atime_due(node: Node, now: int) -> bool:
+        return node.atime_ns <= node.mtime_ns or node.atime_ns <= node.ctime_ns or now - node.atime_ns >= _DAY_NS
+
+    def keep_cache(self, node: Node) -> bool:
+        """May an open keep the kernel's page cache of `node`?
+
+        Not when the next read has to reach us to move atime (see `accessed`):
+        a read served from the page cache never does.  So the cache is dropped
+        once per content or metadata change that a later read would record.
+        """
+        if node.disk:
+            return False
+        return not self._atime_due(node, now_ns())
+
+    def truncate(self, node: Node, size: int, caller: Caller | None = None) -> None:
+        """Set the size (growing reads as zeros); moves mtime and ctime even when the size stays,
+        as open(O_TRUNC), truncate(2) and ftruncate(2) do on ext4.
+
+        With `caller`, setuid/setgid are cleared as truncation by that caller clears them.
+        """
+        self._resize(node, size)
+        node.unsaved = True
+        node.touch()
+        if caller is not None:
+            self._kill_priv(node, caller)
+
+    def _resize(self, node: Node, size: int) -> None:
+        """Change the content length."""
         if node.is_dir:
             raise FsError(errno.EISDIR, "is a directory")
         if not node.is_reg:
             raise FsError(errno.EINVAL, "not a regular file")
         if size < 0:
             raise FsError(errno.EINVAL, "negative size")
-        data = self.load(node) if size else None
-        if data is None:
-            node.data = bytearray()
-        elif size < len(data):
+        if size == 0 and node.data is None:
+            node.data = bytearray()  # no need to read what is cut off anyway
+            return
+        data = self.load(node)
+        if size < len(data):
             del data[size:]
         else:
             data.extend(b"\0" * (size - len(data)))
-        node.unsaved = True
-        node.touch()
 
     def setattr(self, node: Node, caller: Caller, *, mode: int | None = None, uid: int | None = None,
                 gid: int | None = None, size: int | None = None, atime_ns: int | None = None,
                 mtime_ns: int | None = None, ctime_ns: int | None = None) -> None:
-        """chmod/chown/truncate/utimens.  Permission checks are the kernel's (default_permissions)."""
+        """chmod/chown/truncate/utimens.  Permission checks are the kernel's (default_permissions).
+
+        As on a local file system: ctime moves with every change (also a chmod to
+        the same mode or a chown to the same owner), a size change moves mtime,
+        truncation by an unprivileged caller and every chown clear setuid (and
+        setgid where Linux clears it).  pyfuse3 has turned UTIME_NOW into times.
+        """
         if node.disk:
-            self._disk_setattr(node, mode, uid, gid, size, atime_ns, mtime_ns)
+            self._disk_setattr(node, caller, mode, uid, gid, size, atime_ns, mtime_ns)
             return
-        meta_changed = False
-        if size is not None:
-            self.truncate(node, size)
-            if caller.uid != 0:
-                self._kill_priv(node)
+        old_mode = node.mode
+        changed = all(v is None for v in (mode, uid, gid, size, atime_ns, mtime_ns))  # chown(f, -1, -1)
+        # The mode first: the kernel sends one along with a truncation or chown when it clears
+        # setuid itself (with an older rule for setgid); our own clearing then applies on top.
         if mode is not None:
             new_mode = stat.S_IFMT(node.mode) | (mode & 0o7777)
-            if caller.uid != 0 and not caller.in_group(node.gid) and not stat.S_ISDIR(node.mode):
+            if caller.uid != 0 and not caller.in_group(node.gid):
                 new_mode &= ~stat.S_ISGID
-            meta_changed = meta_changed or new_mode != node.mode
             node.mode = new_mode
+            changed = True
+        if size is not None:
+            self.truncate(node, size, caller)
+            changed = True
         if uid is not None or gid is not None:
-            if (uid is not None and uid != node.uid) or (gid is not None and gid != node.gid) or caller.uid != 0:
-                if not stat.S_ISDIR(node.mode) and (uid is not None or gid is not None):
-                    self._kill_priv(node, chown=True)
+            self._kill_priv(node, caller, chown=True)  # against the old group, before it changes
             node.uid = node.uid if uid is None else uid
             node.gid = node.gid if gid is None else gid
+            changed = True
         if atime_ns is not None:
             node.atime_ns = atime_ns
+            changed = True
         if mtime_ns is not None:
             node.mtime_ns = mtime_ns
-        node.ctime_ns = ctime_ns if ctime_ns is not None else now_ns()
-        if meta_changed:
+            changed = True
+        if ctime_ns is not None:
+            node.ctime_ns = ctime_ns
+        elif changed:
+            node.ctime_ns = now_ns()
+        if node.mode != old_mode:
             self.recorder.changed("chmod", self.paths_of(node), caller)
 
-    def _kill_priv(self, node: Node, chown: bool = False) -> None:
-        """POSIX: writes, truncation and chown clear setuid, and setgid when group-executable."""
-        kill = stat.S_ISUID
-        if node.mode & stat.S_IXGRP:
-            kill |= stat.S_ISGID
-        if node.mode & kill:
-            node.mode &= ~kill
+    def _kill_priv(self, node: Node, caller: Caller | None = None, *, chown: bool = False) -> None:
+        """Clear setuid/setgid of a non-directory as Linux does on write, truncate and chown
+        (see `_privs_to_kill`).  Without `caller`: an unprivileged caller in the file's group."""
+        node.mode &= ~_privs_to_kill(node.mode, node.gid, caller, chown=chown)
 
-    def _disk_setattr(self, node: Node, mode, uid, gid, size, atime_ns, mtime_ns) -> None:
-        rel = self.path_of(node) or "."
-        fd = self.disk_fd
+    def _disk_setattr(self, node: Node, caller: Caller, mode, uid, gid, size, atime_ns, mtime_ns) -> None:
+        """setattr of a passthrough entry, done by the daemon on the backing file.
+
+        The daemon may keep setuid/setgid where the caller would lose them, so
+        truncation and chown clear them here for the caller as `_kill_priv` does.
+        """
+        rel, fd = self._disk_ref(node)
+        follow = node.pin is not None  # /proc/self/fd/N must be followed to reach the file
         try:
             if size is not None:
                 with _opened(rel, os.O_WRONLY, fd) as f:
                     os.ftruncate(f, size)
+                if caller.uid != 0:
+                    st = os.stat(rel, dir_fd=fd, follow_symlinks=follow)
+                    current = st.st_mode if mode is None else mode
+                    kill = _privs_to_kill(current, st.st_gid, caller, chown=False)
+                    if kill:
+                        mode = current & ~kill
             if mode is not None and not node.is_lnk:
                 os.chmod(rel, mode & 0o7777, dir_fd=fd)
             if uid is not None or gid is not None:
+                before = os.stat(rel, dir_fd=fd, follow_symlinks=follow)
+                kill = _privs_to_kill(before.st_mode, before.st_gid, caller, chown=True)
                 os.chown(rel, -1 if uid is None else uid, -1 if gid is None else gid, dir_fd=fd,
-                         follow_symlinks=False)
+                         follow_symlinks=follow)
+                if kill and not node.is_lnk:
+                    after = os.stat(rel, dir_fd=fd, follow_symlinks=follow)
+                    if after.st_mode & kill:
+                        os.chmod(rel, stat.S_IMODE(after.st_mode) & ~kill, dir_fd=fd)
             if atime_ns is not None or mtime_ns is not None:
-                st = os.stat(rel, dir_fd=fd, follow_symlinks=False)
+                st = os.stat(rel, dir_fd=fd, follow_symlinks=follow)
                 os.utime(rel, ns=(st.st_atime_ns if atime_ns is None else atime_ns,
                                   st.st_mtime_ns if mtime_ns is None else mtime_ns),
-                         dir_fd=fd, follow_symlinks=False)
+                         dir_fd=fd, follow_symlinks=follow)
         except OSError as exc:
             raise FsError(exc.errno or errno.EIO, str(exc)) from None
 
@@ -695,8 +905,25 @@ class Tree:
         return bool(paths)
 
 
+def _privs_to_kill(mode: int, gid: int, caller: Caller | None, *, chown: bool) -> int:
+    """The setuid/setgid bits Linux clears on a write, truncation or chown of a non-directory.
+
+    setuid always goes; setgid goes when the file is group-executable or the
+    caller is not in the file's group.  Writes and truncation by a caller with
+    CAP_FSETID (taken to be uid 0) keep both; chown clears them for everyone.
+    """
+    if stat.S_ISDIR(mode) or not mode & (stat.S_ISUID | stat.S_ISGID):
+        return 0
+    if not chown and caller is not None and caller.uid == 0:
+        return 0
+    kill = stat.S_ISUID
+    if mode & stat.S_IXGRP or (caller is not None and not caller.in_group(gid)):
+        kill |= stat.S_ISGID
+    return kill & mode
+
+
 class _opened:
-    def __init__(self, rel: str, flags: int, dir_fd: int) -> None:
+    def __init__(self, rel: str, flags: int, dir_fd: int | None) -> None:
         self.fd = os.open(rel, flags, dir_fd=dir_fd)
 
     def __enter__(self) -> int:
