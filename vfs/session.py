@@ -529,6 +529,7 @@ class Session:
             raise FsError(errno.EISDIR, f"is a directory: {path}")
         elif not node.is_reg or node.disk:
             raise FsError(errno.EINVAL, f"not a regular in-memory file: {path}")
+        self.tree.dirtied(node)
         node.data = bytearray(data)
         node.unsaved = False
         node.touch()
@@ -614,6 +615,7 @@ class Session:
                 data = contents(path, state)
                 if node is None:
                     node = self.tree.create(parent, name, 0o666, API_CALLER)
+                self.tree.dirtied(node)
                 node.data = bytearray(data)
                 node.mode = state["mode"]
                 node.unsaved = False
@@ -736,6 +738,7 @@ class Session:
                         parent.nlink += 1
                 return
             if node.is_reg:
+                self.tree.dirtied(node)
                 node.data = None
                 node.base_rel = path
                 node.base_size = st.size
@@ -764,3 +767,10 @@ class Session:
                 assert state != self.base_states.state(path), f"overlay holds an unchanged path {path}"
             for node in self.tree.nodes.values():
                 assert node.lookups >= 0 and node.opens >= 0
+            t = self.tree
+            assert t.clean_bytes == sum(t.clean.values())
+            for ino, size in t.clean.items():
+                node = t.nodes.get(ino)
+                assert node is not None and node.data is not None and len(node.data) == size
+                path = t.path_of(node)
+                assert path is None or path not in self.overlay, f"dirty buffer {path} in the clean LRU"

@@ -25,6 +25,7 @@ Thread safety: none here; the Session serialises every call with its lock.
 from __future__ import annotations
 
 import errno
+from collections import OrderedDict
 import logging
 import os
 import stat
@@ -103,6 +104,12 @@ class Tree:
         self.recorder: Recorder = _NullRecorder()
         # Invariant: every node reachable from ROOT, open, or looked up by the kernel is in `nodes`.
         self.nodes: dict[int, Node] = {}
+        # Invariant: clean[ino] == len(nodes[ino].data) for buffers still equal to their base
+        # content, least recently used first; clean_bytes == sum(clean.values()).
+        self.clean: OrderedDict[int, int] = OrderedDict()
+        self.clean_bytes = 0
+        self.max_clean_bytes: int | None = None  # None: clean buffers are never dropped
+        self.evictions = 0
         self._next_ino = ROOT + 1
         # (st_dev, st_ino) of hard-linked backing files -> their node (entries may be stale: check).
         self._disk_inodes: dict[tuple[int, int], int] = {}
@@ -128,6 +135,11 @@ class Tree:
         return node
 
     def _maybe_free(self, node: Node) -> None:
+        if node.nlink <= 0 and node.lookups <= 0 and node.opens <= 0 and node.ino != ROOT:
+            self.dirtied(node)
+        self._maybe_free_node(node)
+
+    def _maybe_free_node(self, node: Node) -> None:
         if node.nlink <= 0 and node.lookups <= 0 and node.opens <= 0 and node.ino != ROOT:
             self.nodes.pop(node.ino, None)
             if node.pin is not None:
@@ -320,10 +332,43 @@ class Tree:
             return os.listdir(fd)
 
     def load(self, node: Node) -> bytearray:
-        """The content buffer of a memory file, read from the base on first use."""
+        """The content buffer of a memory file, read from the base on first use.
+
+        A buffer read from the base and not changed since is *clean*: it joins
+        the LRU of clean buffers, which `max_clean_bytes` bounds by dropping
+        the least recently used ones (they are read again when needed).
+        """
         if node.data is None:
-            node.data = bytearray(self.base.read(node.base_rel)) if node.base_rel is not None else bytearray()
+            if node.base_rel is None:
+                node.data = bytearray()
+            else:
+                node.data = bytearray(self.base.read(node.base_rel))
+                self._note_clean(node)
+        elif node.ino in self.clean:
+            self.clean.move_to_end(node.ino)
         return node.data
+
+    def _note_clean(self, node: Node) -> None:
+        size = len(node.data)
+        self.clean[node.ino] = size
+        self.clean_bytes += size
+        limit = self.max_clean_bytes
+        while limit is not None and self.clean_bytes > limit and len(self.clean) > 1:
+            ino, size = self.clean.popitem(last=False)
+            self.clean_bytes -= size
+            victim = self.nodes.get(ino)
+            if victim is not None and victim.data is not None:
+                victim.data = None
+                self.evictions += 1
+
+    def dirtied(self, node: Node) -> None:
+        """`node`'s buffer is about to differ from the base: it may no longer be evicted.
+
+        Every change of a buffer's bytes must call this first.
+        """
+        size = self.clean.pop(node.ino, None)
+        if size is not None:
+            self.clean_bytes -= size
 
     # ------------------------------------------------------------------ queries
     def settle(self, node: Node) -> Node:
@@ -733,6 +778,7 @@ class Tree:
         With `caller`, setuid/setgid are cleared as a write by that caller clears them.
         """
         data = self.load(node)
+        self.dirtied(node)
         end = offset + len(buf)
         if offset > len(data):
             data.extend(b"\0" * (offset - len(data)))
@@ -799,10 +845,12 @@ class Tree:
             raise FsError(errno.EINVAL, "not a regular file")
         if size < 0:
             raise FsError(errno.EINVAL, "negative size")
+        self.dirtied(node)
         if size == 0 and node.data is None:
             node.data = bytearray()  # no need to read what is cut off anyway
             return
         data = self.load(node)
+        self.dirtied(node)
         if size < len(data):
             del data[size:]
         else:

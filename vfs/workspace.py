@@ -150,6 +150,7 @@ class Workspace:
         journal = cls._journal(state_dir, options)
         rules = PassthroughRules(under, options.passthrough, read=_reader(base))
         session = Session(base, disk_fd=base.dir_fd, passthrough=rules.is_passthrough, journal=journal)
+        _limit_memory(session, options)
         keeper, off = None, "off: the source is not a git repository"
         if repo is not None:
             keeper, off = cls._keeper(session, under, options, options.branch, repo.base_commit)
@@ -174,6 +175,7 @@ class Workspace:
         state_dir = state_dir_for(source, name=f"rev-{tag}")
         journal = cls._journal(state_dir, options)
         session = Session(base, journal=journal)
+        _limit_memory(session, options)
         branch = options.branch if options.branch != DEFAULT_BRANCH else f"{DEFAULT_BRANCH}-{tag}"
         keeper, off = cls._keeper(session, source, options, branch, repo.base_commit)
         ws = cls(source, options, base, session, state_dir, journal, repo=repo, keeper=keeper, branch_off=off)
@@ -270,6 +272,9 @@ class Workspace:
             "errors": len(self.validator.errors()),
             "last_sync": self.syncer.last,
             "recovered": self.recovered,
+            "memory": {"clean_buffers": len(s.tree.clean), "clean_bytes": s.tree.clean_bytes,
+                       "max_clean_bytes": s.tree.max_clean_bytes, "evictions": s.tree.evictions,
+                       "nodes": len(s.tree.nodes)},
             "conflicts": sorted(s.conflicts),
             "branch": self.branch_info(),
             "index": self.semantics.status() if self.semantics is not None else {"state": "off"},
@@ -305,6 +310,9 @@ class Workspace:
         if st["recovered"]:
             how = "after an unclean shutdown" if st.get("unclean_shutdown_recovered") else "unsynced"
             lines.append(f"recovered: {st['recovered']} changed path(s) restored from the journal ({how})")
+        mem = st["memory"]
+        lines.append(f"memory: {mem['nodes']} inodes, {mem['clean_buffers']} clean buffers "
+                     f"({mem['clean_bytes']} bytes, cap {mem['max_clean_bytes']}), {mem['evictions']} evicted")
         lines.append(f"syntax errors: {st['errors']}")
         ix = st["index"]
         if ix.get("state") == "off":
@@ -457,6 +465,11 @@ class Workspace:
         if change is None:
             return "batch applied: nothing changed"
         return f"batch applied at seq {change.seq}: {len(change.paths)} path(s) changed"
+
+
+def _limit_memory(session: Session, options: WorkspaceOptions) -> None:
+    """`max_memory_mb` bounds the clean buffers (dirty ones are never dropped)."""
+    session.tree.max_clean_bytes = options.max_memory_mb << 20 if options.lru_eviction else None
 
 
 def _configure(options: WorkspaceOptions, read) -> tuple[WorkspaceOptions, Settings]:
