@@ -1,11 +1,17 @@
 """Git-style patches of one path, that `git apply` accepts.
 
 `file_patch(path, old, new)` renders the difference of one path between two
-(mode, content) states, `None` meaning absent: text through dulwich's
-`write_blob_diff` (which handles "\\ No newline at end of file"), binary
-content as a `GIT binary patch` with full blob ids, mode-only changes as
-`old mode`/`new mode` headers.  Directories are not part of patches (git does
-not track them).
+(mode, content) states, `None` meaning absent: the extended header as git
+writes it (`new file mode`, `deleted file mode`, `old mode`/`new mode`,
+`index`, `/dev/null` for the absent side), text hunks from dulwich's
+`unified_diff` (which handles "\\ No newline at end of file"), binary
+content as a `GIT binary patch` with full blob ids.  Paths are quoted as git
+quotes them when they hold control characters, `"` or `\\`.  Directories
+are not part of patches (git does not track them).
+
+dulwich's `write_blob_diff` is not used for the header: it writes `--- a/p`
+instead of `--- /dev/null` for a created file and `old file mode` instead of
+`old mode`, which `git apply` refuses.
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ import stat
 import zlib
 
 from dulwich.objects import Blob
-from dulwich.patch import is_binary, write_blob_diff
+from dulwich.patch import is_binary, unified_diff
 
 __all__ = ["file_patch", "git_mode"]
 
@@ -34,43 +40,80 @@ def _blob(data: bytes) -> Blob:
 
 
 def file_patch(path: str, old: Side, new: Side) -> bytes:
-    """Patch taking `path` from `old` to `new` (b"" when they are the same)."""
-    if old == new:
-        return b""
+    """Patch taking `path` from `old` to `new` (b"" when git sees no difference)."""
     p = path.encode("utf-8", "surrogateescape")
     old_mode = git_mode(old[0]) if old else None
     new_mode = git_mode(new[0]) if new else None
     old_data = old[1] if old else b""
     new_data = new[1] if new else b""
+    if old is not None and new is not None and old_mode == new_mode and old_data == new_data:
+        return b""  # e.g. 644 -> 600: git records neither
     if old is not None and new is not None and old_mode != new_mode and \
             (old_mode == 0o120000) != (new_mode == 0o120000):
         # A type change (file <-> symlink) is a deletion plus a creation for git.
         return file_patch(path, old, None) + file_patch(path, None, new)
+    a, b = _quote(b"a/" + p), _quote(b"b/" + p)
+    lines = [b"diff --git %s %s" % (a, b)]
+    if old is None:
+        lines.append(b"new file mode %o" % new_mode)
+    elif new is None:
+        lines.append(b"deleted file mode %o" % old_mode)
+    elif old_mode != new_mode:
+        lines += [b"old mode %o" % old_mode, b"new mode %o" % new_mode]
     if old is not None and new is not None and old_data == new_data:
-        return (b"diff --git a/%s b/%s\nold mode %o\nnew mode %o\n" % (p, p, old_mode, new_mode))
+        return b"\n".join(lines) + b"\n"  # a mode change only
     if is_binary(old_data) or is_binary(new_data):
-        return _binary_patch(p, old_mode, old_data if old else None, new_mode, new_data if new else None)
-    out = io.BytesIO()
-    write_blob_diff(out, (p, old_mode, _blob(old_data) if old else None),
-                    (p, new_mode, _blob(new_data) if new else None))
-    return out.getvalue()
+        return _binary_patch(lines, old_mode, old_data if old else None, new_mode, new_data if new else None)
+    old_id, new_id = (_blob(old_data).id if old else b"0" * 40), (_blob(new_data).id if new else b"0" * 40)
+    index = b"index %s..%s" % (old_id[:7], new_id[:7])
+    if old is not None and new is not None and old_mode == new_mode:
+        index += b" %o" % new_mode
+    lines.append(index)
+    hunks = list(unified_diff(_lines(old_data), _lines(new_data)))[2:]  # without dulwich's ---/+++
+    if hunks:
+        lines += [b"--- " + (a if old is not None else b"/dev/null"),
+                  b"+++ " + (b if new is not None else b"/dev/null")]
+    return b"\n".join(lines) + b"\n" + b"".join(hunks)
 
 
-def _binary_patch(p: bytes, old_mode, old: bytes | None, new_mode, new: bytes | None) -> bytes:
+def _lines(data: bytes) -> list[bytes]:
+    """Lines as git splits them: at "\\n" only (a lone "\\r" is part of its line), ends kept."""
+    parts = data.split(b"\n")
+    out = [part + b"\n" for part in parts[:-1]]
+    if parts[-1]:
+        out.append(parts[-1])
+    return out
+
+
+_ESCAPES = {0x07: b"\\a", 0x08: b"\\b", 0x09: b"\\t", 0x0A: b"\\n", 0x0B: b"\\v", 0x0C: b"\\f",
+            0x0D: b"\\r", 0x22: b'\\"', 0x5C: b"\\\\"}
+
+
+def _quote(name: bytes) -> bytes:
+    """A path as git writes it in a patch: C-quoted when it needs to be, else as is."""
+    if not any(c < 0x20 or c == 0x7F or c in (0x22, 0x5C) for c in name):
+        return name
+    out = bytearray(b'"')
+    for c in name:
+        if c in _ESCAPES:
+            out += _ESCAPES[c]
+        elif c < 0x20 or c == 0x7F:
+            out += b"\\%03o" % c
+        else:
+            out.append(c)
+    out += b'"'
+    return bytes(out)
+
+
+def _binary_patch(header: list[bytes], old_mode, old: bytes | None, new_mode, new: bytes | None) -> bytes:
     zero = b"0" * 40
     old_id = _blob(old).id if old is not None else zero
     new_id = _blob(new).id if new is not None else zero
-    lines = [b"diff --git a/%s b/%s" % (p, p)]
-    if old is None:
-        lines.append(b"new file mode %o" % new_mode)
-        lines.append(b"index %s..%s" % (old_id, new_id))
-    elif new is None:
-        lines.append(b"deleted file mode %o" % old_mode)
-        lines.append(b"index %s..%s" % (old_id, new_id))
-    elif old_mode != new_mode:
-        lines += [b"old mode %o" % old_mode, b"new mode %o" % new_mode, b"index %s..%s" % (old_id, new_id)]
-    else:
-        lines.append(b"index %s..%s %o" % (old_id, new_id, new_mode))
+    lines = list(header)
+    index = b"index %s..%s" % (old_id, new_id)
+    if old is not None and new is not None and old_mode == new_mode:
+        index += b" %o" % new_mode
+    lines.append(index)
     lines.append(b"GIT binary patch")
     lines += _literal(new or b"")
     lines.append(b"")
@@ -86,9 +129,6 @@ def _literal(data: bytes) -> list[bytes]:
         chunk = packed[i:i + 52]
         n = len(chunk)
         prefix = bytes([ord("A") + n - 1]) if n <= 26 else bytes([ord("a") + n - 27])
-        pad = (-n) % 4
-        encoded = base64.b85encode(chunk + b"\0" * pad)
-        if pad:
-            encoded = encoded[: len(encoded)]  # git decodes whole groups and trims by the length prefix
-        out.append(prefix + encoded)
+        # git encodes the last group zero-padded in full and trims by the length prefix.
+        out.append(prefix + base64.b85encode(chunk, pad=True))
     return out

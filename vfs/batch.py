@@ -78,18 +78,34 @@ def parse_batch(raw: bytes | str) -> list[dict[str, Any]]:
 
 
 class _View:
-    """The tree as the batch sees it so far: path -> bytes, None (deleted), or absent (as in session)."""
+    """The tree as the batch sees it so far.
+
+    `files` maps each path an edit touched to its bytes, or None when it is
+    gone (deleted, renamed away); every other path reads as in the session,
+    following directories that earlier edits moved (`moved`) back to where
+    the session still holds them.
+    """
 
     def __init__(self, session: "Session") -> None:
         self.session = session
         self.files: dict[str, bytes | None] = {}
+        self.moved: list[tuple[str, str]] = []  # (src, dest) of directory renames, in order
+
+    def _gone(self, path: str) -> bool:
+        return any(self.files.get(a, b"") is None for a in _ancestors(path))
+
+    def _origin(self, path: str) -> str:
+        for src, dest in reversed(self.moved):
+            if path == dest or path.startswith(dest + "/"):
+                path = src + path[len(dest):]
+        return path
 
     def read(self, path: str) -> bytes | None:
         if path in self.files:
             return self.files[path]
-        if any(self.files.get(a, b"") is None for a in _ancestors(path)):
+        if self._gone(path):
             return None
-        node = self.session.tree.try_resolve(path)
+        node = self.session.tree.try_resolve(self._origin(path))
         if node is None:
             return None
         if node.is_dir:
@@ -99,10 +115,16 @@ class _View:
         return bytes(self.session.tree.load(node))
 
     def is_dir(self, path: str) -> bool:
-        if path in self.files:
+        if path in self.files or self._gone(path):
             return False
-        node = self.session.tree.try_resolve(path)
+        node = self.session.tree.try_resolve(self._origin(path))
         return node is not None and node.is_dir
+
+    def move_dir(self, src: str, dest: str) -> None:
+        for key in [k for k in self.files if k == src or k.startswith(src + "/")]:
+            self.files[dest + key[len(src):]] = self.files.pop(key)
+        self.moved.append((src, dest))
+        self.files[src] = None
 
 
 def _ancestors(path: str) -> list[str]:
@@ -169,8 +191,10 @@ def plan_batch(session: "Session", edits: list[dict[str, Any]]) -> list[tuple[st
                 if dest == path or dest.startswith(path + "/"):
                     raise FsError(errno.EINVAL, "cannot move a path into itself")
                 if view.is_dir(path):
+                    if view.is_dir(dest) or view.read(dest) is not None:
+                        raise FsError(errno.EEXIST, f"{dest} exists")
                     ops.append(("rename", (path, dest)))
-                    view.files[path] = None
+                    view.move_dir(path, dest)
                     continue
                 data = view.read(path)
                 if data is None:

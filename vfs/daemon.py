@@ -99,17 +99,19 @@ def serve(opts: MountOptions, ready=None, on_workspace=None) -> int:
 async def _main(ws: Workspace, report) -> None:
     async with trio.open_nursery() as nursery:
         if threading.current_thread() is threading.main_thread():
-            nursery.start_soon(_stop_on_signal, nursery)
+            nursery.start_soon(_stop_on_signal, nursery, ws)
         ws.start_background(nursery)
         report("ok")
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
 
 
-async def _stop_on_signal(nursery: trio.Nursery) -> None:
+async def _stop_on_signal(nursery: trio.Nursery, ws: Workspace) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async for _ in signals:
             log.info("signal received: unmounting")
+            # A blocked `.vfs/events` read would keep the FUSE loop from returning.
+            await ws.control.drain_streams()
             pyfuse3.terminate()
             return
 
@@ -149,7 +151,10 @@ class InProcessMount:
 
     def stop(self) -> None:
         if self._thread.is_alive():
-            trio.from_thread.run_sync(pyfuse3.terminate, trio_token=pyfuse3.trio_token)
+            async def stop() -> None:
+                await self.ws.control.drain_streams()
+                pyfuse3.terminate()
+            trio.from_thread.run(stop, trio_token=pyfuse3.trio_token)
             self._thread.join(30)
 
 

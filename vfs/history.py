@@ -12,11 +12,20 @@ history a pure function of the journal:
 - a rollback is itself one journal entry (op `rollback`), so it can be
   rolled back in turn.
 
-Thread safety: functions take the session lock through `Session.compound`.
+An entry's main `path` names only the first path it changed (a batch, a
+rename of a directory or a rollback changes many), so finding a path's
+entries takes its deltas, not the `path` column: `_PathIndex` maps each path
+to the seqs of the entries that changed it, built once per journal and then
+extended with each new entry.
+
+Thread safety: functions take the session lock through `Session.compound`;
+the path index has its own lock.
 """
 from __future__ import annotations
 
 import errno
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -58,7 +67,7 @@ def versions(session: "Session", path: str) -> list[Version]:
     path = check_rel_path(path)
     journal = require_journal(session)
     out: list[Version] = []
-    for entry in journal.entries(since=0, path=path) + _dir_entries(journal, path):
+    for entry in _entries_touching(journal, path):
         for p, before, after in _deltas(entry):
             if p != path:
                 continue
@@ -76,22 +85,50 @@ def versions(session: "Session", path: str) -> list[Version]:
     return out
 
 
-def _dir_entries(journal, path: str) -> list:
-    """Entries whose main path is an ancestor directory but whose deltas name `path`."""
+class _PathIndex:
+    """path -> seqs of the committed entries whose deltas change it (see module docstring)."""
+
+    _BATCH = 5000
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.upto = 0  # Invariant: every committed entry with seq <= upto is indexed
+        self.seqs: dict[str, list[int]] = {}
+
+    def seqs_of(self, journal, path: str) -> list[int]:
+        with self.lock:
+            head = journal.head()
+            if head < self.upto:  # a different journal history (cannot happen while open)
+                self.upto, self.seqs = 0, {}
+            while self.upto < head:
+                batch = journal.entries(since=self.upto, until=head, limit=self._BATCH)
+                if not batch:
+                    break
+                for entry in batch:
+                    for p in dict.fromkeys(d[0] for d in entry.info.get("d", [])):
+                        self.seqs.setdefault(p, []).append(entry.seq)
+                self.upto = batch[-1].seq
+            self.upto = max(self.upto, head)
+            first = journal.first_seq()
+            return [s for s in self.seqs.get(path, ()) if s >= first]
+
+
+_INDEXES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_INDEXES_LOCK = threading.Lock()
+
+
+def _entries_touching(journal, path: str) -> list:
+    with _INDEXES_LOCK:
+        index = _INDEXES.get(journal)
+        if index is None:
+            index = _INDEXES[journal] = _PathIndex()
     out = []
-    parts = path.split("/")
-    for i in range(1, len(parts)):
-        ancestor = "/".join(parts[:i])
-        for entry in journal.entries(since=0, path=ancestor):
-            if any(d[0] == path for d in entry.info.get("d", [])):
-                out.append(entry)
-    seen = set()
-    uniq = []
-    for e in sorted(out, key=lambda e: e.seq):
-        if e.seq not in seen:
-            seen.add(e.seq)
-            uniq.append(e)
-    return uniq
+    for seq in index.seqs_of(journal, path):
+        try:
+            out.append(journal.entry(seq))
+        except KeyError:
+            continue  # trimmed meanwhile
+    return out
 
 
 def rollback_path(session: "Session", path: str, version: int | None = None, *,

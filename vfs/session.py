@@ -772,5 +772,4 @@ class Session:
             for ino, size in t.clean.items():
                 node = t.nodes.get(ino)
                 assert node is not None and node.data is not None and len(node.data) == size
-                path = t.path_of(node)
-                assert path is None or path not in self.overlay, f"dirty buffer {path} in the clean LRU"
+                assert node.base_rel is not None and not node.unsaved, f"inode {ino}: unsaved buffer in the clean LRU"

@@ -13,6 +13,18 @@ Deleted paths are removed (deepest first), new directories created
 (shallowest first).  After a sync the written paths leave the overlay (the
 base now equals the buffer) and a `sync` journal entry names them.
 
+Buffers are lazy: a file nobody read yet is served from its base path, also
+after a rename (the node keeps pointing at where its content lies on disk).
+Before a sync removes or replaces a disk path, every node whose content still
+lies there is read into memory, so that what the mount shows never changes
+under a sync (`_detach`).
+
+With `fail_on_syntax_error` the gate refuses a sync that would write a broken
+file.  Write-through writes each change's paths that pass the gate; a broken
+file stays in memory (and in `.vfs/errors`) until a later change fixes it.
+Switching to write-through first syncs everything dirty; when the gate
+refuses that, the switch is refused and the mode stays.
+
 The disk is reached only through the worktree descriptor (`disk_fd`), never
 through the mount, so syncing a mount that covers its own source is safe.
 """
@@ -62,21 +74,34 @@ class Syncer:
         if mode not in MODES:
             raise FsError(errno.EINVAL, f"unknown sync mode {mode!r}: use one of {', '.join(MODES)}")
         with self.session.lock:
+            if mode == "write-through" and self.session.overlay and self.mode != mode:
+                self.sync(agent=agent)  # refused (raises) => the mode stays as it was
             old, self.mode = self.mode, mode
             with self.session.compound("mode", agent, info={"from": old, "to": mode}):
                 pass
-            if mode == "write-through" and self.session.overlay:
-                self.sync(agent=agent)
 
     def _on_change(self, change: "Change") -> None:
         if self.mode != "write-through" or self._busy or change.op in ("sync", "mode", "checkpoint"):
             return
         if not change.paths:
             return
+        paths = list(change.paths)
+        if self.gate is not None:
+            paths = [p for p in paths if self._passes(p)]
+        if not paths:
+            return
         try:
-            self.sync(agent=change.agent, paths=list(change.paths), gated=False)
+            self.sync(agent=change.agent, paths=paths, gated=False)
         except FsError as exc:
             log.warning("write-through sync failed: %s", exc)
+
+    def _passes(self, path: str) -> bool:
+        try:
+            self.gate([path])
+        except FsError as exc:
+            log.info("write-through keeps %s in memory: %s", path, exc)
+            return False
+        return True
 
     # ------------------------------------------------------------------ sync
     def sync(self, path: str | None = None, *, agent: str = "api", paths: list[str] | None = None,
@@ -95,6 +120,16 @@ class Syncer:
                     raise FsError(errno.ENOENT, f"no such path: {prefix}")
             else:
                 paths = [p for p in paths if p in session.overlay]
+            # New parent directories go along (with their own modes), or they
+            # would reach the disk with default modes and stay "changed".
+            chosen = set(paths)
+            for p in list(paths):
+                parent = p.rpartition("/")[0]
+                while parent:
+                    if parent not in chosen and session.overlay.get(parent, None) is not None:
+                        chosen.add(parent)
+                        paths.append(parent)
+                    parent = parent.rpartition("/")[0]
             if gated and self.gate is not None:
                 self.gate(paths)
             if not paths:
@@ -113,10 +148,66 @@ class Syncer:
         session = self.session
         fd = session.tree.disk_fd
         states = {p: session.overlay[p] for p in paths}
+        self._detach(states)
         for p in sorted((p for p, s in states.items() if s is None), key=lambda p: -p.count("/")):
             self._remove(fd, p)
         for p in sorted((p for p, s in states.items() if s is not None), key=lambda p: p.count("/")):
             self._put(fd, p, states[p])
+
+    def _detach(self, paths) -> None:
+        """Read into memory every lazy node whose content lies at or below a disk path about to change.
+
+        Only renames (and links) make a node's base path differ from its own
+        path, so a path whose node still stands on its own base path is safe:
+        the sync writes there exactly what that node shows.  The scan of the
+        tree runs only when some path to be replaced on disk is not such a
+        path.  Listing a directory creates more lazy nodes, hence the loop.
+        """
+        tree = self.session.tree
+        replaced = set()
+        for p in paths:
+            node = tree.try_resolve(p)
+            if (node is None or node.base_rel != p) and _lstat(tree.disk_fd, p) is not None:
+                replaced.add(p)
+        if not replaced:
+            return
+
+        def at_risk(rel: str) -> bool:
+            while rel:
+                if rel in replaced:
+                    return True
+                rel = rel.rpartition("/")[0]
+            return False
+
+        while True:
+            pending = [n for n in list(tree.nodes.values())
+                       if not n.disk and n.base_rel and at_risk(n.base_rel)
+                       and ((n.is_dir and n.children is None) or (n.is_reg and n.data is None)
+                            or (n.is_lnk and n.target is None))
+                       and tree.path_of(n) != n.base_rel]
+            if not pending:
+                return
+            for node in pending:
+                if node.is_dir:
+                    tree.entries(node)
+                elif node.is_reg:
+                    tree.load(node)
+                else:
+                    tree.readlink(node)
+
+    def _rebase(self, path: str) -> None:
+        """The disk at `path` now holds what the node there holds: make it the node's base.
+
+        Then a buffer dropped later (to save memory) is read back from where
+        its content now lies, not from a base path a rename left behind.
+        """
+        node = self.session.tree.try_resolve(path)
+        if node is None or node.disk:
+            return
+        if node.is_reg and node.data is not None:
+            node.base_rel, node.base_size = path, len(node.data)
+        elif node.is_lnk and node.target is not None:
+            node.base_rel = path
 
     def _remove(self, fd: int, path: str) -> None:
         try:
@@ -167,6 +258,7 @@ class Syncer:
             else:
                 os.mknod(tmp, state["mode"], state.get("rdev", 0), dir_fd=fd)
             os.rename(tmp, path, src_dir_fd=fd, dst_dir_fd=fd)
+            self._rebase(path)
         except OSError as exc:
             raise FsError(exc.errno or errno.EIO, f"cannot write {path} to disk: {exc.strerror}") from None
 

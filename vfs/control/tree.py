@@ -23,8 +23,9 @@ A stream read blocks until data arrives.  pyfuse3 does not pass on the
 kernel's INTERRUPT, and the kernel waits uninterruptibly for the reply of a
 request that a dying process sent, so a blocked read polls its opener: when
 the opener has a fatal signal pending (`kill`, Ctrl-C on `cat .vfs/events`)
-the read ends at once.  `close_streams()` ends every blocked read (call it
-before `pyfuse3.terminate()`: the FUSE loop only returns once they did).
+the read ends at once.  `drain_streams()` ends every blocked read and waits
+for the readers to close (await it before `pyfuse3.terminate()`: the FUSE
+loop only returns once every read was answered).
 
 Thread safety: runs on the FUSE loop; commands take the session lock.
 """
@@ -73,23 +74,43 @@ class CNode:
 
 
 class Stream:
-    """Bytes produced over time for one reader (e.g. `.vfs/events`). Thread-safe."""
+    """Bytes produced over time for one reader (e.g. `.vfs/events`). Thread-safe.
 
-    def __init__(self) -> None:
+    A reader that stops reading must not make the daemon hoard memory: past
+    `limit` queued bytes the queue is dropped and replaced by `overflow(n)`,
+    a line telling the reader how many chunks it missed.
+    """
+
+    def __init__(self, limit: int = 8 << 20,
+                 overflow: Callable[[int], bytes] = lambda n: b'{"op": "overflow", "dropped": %d}\n' % n) -> None:
         self._lock = threading.Lock()
         self._chunks: list[bytes] = []
+        self._size = 0
+        self._dropped = 0
+        self.limit = limit
+        self.overflow = overflow
         self.closed = False
         self.cleanup: Callable[[], None] | None = None
 
     def push(self, data: bytes) -> None:
         with self._lock:
+            if self._size + len(data) > self.limit:
+                # Invariant: everything queued is newer than what was dropped.
+                self._dropped += len(self._chunks) + 1
+                self._chunks, self._size = [], 0
+                return
             self._chunks.append(data)
+            self._size += len(data)
 
     def take(self, size: int) -> bytes:
         with self._lock:
+            if self._dropped:
+                self._chunks.insert(0, self.overflow(self._dropped))
+                self._dropped = 0
             data = b"".join(self._chunks)
             out, rest = data[:size], data[size:]
             self._chunks = [rest] if rest else []
+            self._size = len(rest)
             return out
 
 
@@ -275,6 +296,18 @@ class ControlTree:
         for h in self._handles.values():
             if h.stream is not None:
                 h.stream.closed = True
+
+    async def drain_streams(self, timeout: float = 1.0) -> None:
+        """`close_streams()`, then wait (at most `timeout`) until their readers closed them.
+
+        Run it before `pyfuse3.terminate()`: a reader that sees the end of the
+        stream still closes its descriptor, and that close must find the FUSE
+        loop answering, or it fails (ECONNABORTED) when the mount goes.
+        """
+        self.close_streams()
+        with trio.move_on_after(timeout):
+            while any(h.stream is not None for h in self._handles.values()):
+                await trio.sleep(0.02)
 
     def read(self, fh: int, off: int, size: int) -> bytes:
         h = self._handle(fh)
