@@ -91,6 +91,7 @@ class Stream:
         self.overflow = overflow
         self.closed = False
         self.cleanup: Callable[[], None] | None = None
+        self._wake: Callable[[], None] | None = None
 
     def push(self, data: bytes) -> None:
         with self._lock:
@@ -98,9 +99,22 @@ class Stream:
                 # Invariant: everything queued is newer than what was dropped.
                 self._dropped += len(self._chunks) + 1
                 self._chunks, self._size = [], 0
+            else:
+                self._chunks.append(data)
+                self._size += len(data)
+            wake, self._wake = self._wake, None
+        if wake is not None:
+            wake()
+
+    def on_data(self, wake: Callable[[], None]) -> None:
+        """Call `wake()` (once, from the pushing thread) when data arrives; now if some is queued."""
+        with self._lock:
+            if self._chunks or self._dropped:
+                self._wake = None
+            else:
+                self._wake = wake
                 return
-            self._chunks.append(data)
-            self._size += len(data)
+        wake()
 
     def take(self, size: int) -> bytes:
         with self._lock:
@@ -284,7 +298,13 @@ class ControlTree:
                 polls += 1
                 if polls % 4 == 0 and _dying(h.pid):
                     return b""  # the reader is being killed and waits for this reply
-                await trio.sleep(0.05)
+                # Sleep until a push wakes us (from any thread), or 50 ms pass
+                # (to notice a dying reader or the mount stopping).
+                arrived = trio.Event()
+                token = trio.lowlevel.current_trio_token()
+                h.stream.on_data(lambda: token.run_sync_soon(arrived.set))
+                with trio.move_on_after(0.05):
+                    await arrived.wait()
             return h.stream.take(size)
         if h.node.live and off >= len(h.snapshot):
             h.snapshot = self.render(h.node)
