@@ -416,6 +416,40 @@ class Workspace:
             raise FsError(errno.EINVAL, "usage: PATH mine|theirs|merge")
         return conflicts.resolve(self.session, parts[0], parts[1], agent=agent)
 
+    def rename(self, qualname: str, new_name: str, *, agent: str = "api") -> str:
+        """Rename a symbol everywhere (libcst), applied as one atomic, validated batch."""
+        from .refactor import plan_rename
+
+        paths = self.semantics.source_paths() if self.semantics is not None else self._python_paths()
+        reader = self.semantics._read if self.semantics is not None else self._peek
+        review: list[str] = []
+        plan = plan_rename(reader, paths, qualname, new_name, review=review)
+        if not plan:
+            return f"{qualname}: already named {new_name}"
+        edits = [{"path": p, "content": c.decode("utf-8", "surrogateescape")} for p, c in sorted(plan.items())]
+        apply_batch(self.session, edits, agent=agent, validator=self.validator)
+        text = f"renamed {qualname} to {new_name} in {len(plan)} file(s): {', '.join(sorted(plan))}"
+        if review:
+            text += f"; {len(review)} attribute use(s) of unknown type left for review: " + "; ".join(review[:5])
+        return text
+
+    def rename_command(self, text: str, agent: str = "api") -> str:
+        parts = text.split()
+        if len(parts) != 2:
+            raise FsError(errno.EINVAL, "usage: pkg.mod.old_name new_name")
+        return self.rename(parts[0], parts[1], agent=agent)
+
+    def _peek(self, path: str) -> bytes | None:
+        try:
+            return self.session.read_file(path)
+        except FsError:
+            return None
+
+    def _python_paths(self) -> list[str]:
+        with self.session.lock:
+            root = self.session.tree.nodes[1]
+            return [p for p, n in self.session.tree.walk(root, "") if n.is_reg and p.endswith((".py", ".pyi"))]
+
     def commit_branch(self, label: str | None = None) -> str | None:
         if self.keeper is None:
             raise FsError(errno.EOPNOTSUPP, f"diff branch is {self.branch_off}")

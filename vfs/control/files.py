@@ -131,6 +131,8 @@ def build_root(ws: "Workspace") -> CNode:
     files["validate"] = lambda: CNode(("f", "validate"), read=lambda: _lines(ws.validate()), sized=False)
     files["audit"] = lambda: CNode(("f", "audit"), read=lambda: _lines(ws.audit()), sized=False)
     view("branch", lambda: _branch_text(ws).encode())
+    command("rename", "usage: echo 'pkg.mod.old_name new_name' > .vfs/rename\n",
+            lambda text, agent: ws.rename_command(text, agent))
     command("resolve", "usage: echo 'PATH mine|theirs|merge' > .vfs/resolve\nconflicts:\n",
             lambda text, agent: ws.resolve(text, agent=agent),
             listing=lambda: "".join(f"{p}\n" for p in ws.conflict_lines()))
