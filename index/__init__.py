@@ -5,12 +5,14 @@ Layout (one concept per module):
 - `facts`     what a language extracts from one file, and its packed form
 - `language`  the plug-in interface a language implements
 - `python`    Python, with the stdlib ``ast`` (the choice and its numbers
-              are in that module's docstring); the walker is `_pyextract`
+              are in that module's docstring); the walker is `_pyextract`,
+              its scope model `_pyscope`
 - `modules`   module names from paths (packages, ``src/``, namespaces)
 - `resolve`   symbolic targets -> canonical qualified names
 - `graph`     the import graph and test impact
 - `cache`     packed facts on disk, keyed by content
-- `index`     `Index`: build, update, query (thread-safe)
+- `index`     `Index`: build, update, query (thread-safe); its query maps
+              are `_maps`, its worker processes `_pool`
 - `live`      `LiveIndex`: the background service a session drives
 - `render`    the text formats of the ``.vfs/`` control files
 

@@ -26,26 +26,20 @@ global state).
 from __future__ import annotations
 
 import ast
-import builtins
 import re
+from sys import intern
 
+from ._pyscope import DOTTED_RE, UNKNOWN, Roots, Scope, annotation_value, value_of
 from .facts import PACK_VERSION
 
 __all__ = ["Extractor"]
 
-_BUILTINS = frozenset(dir(builtins))
 _FROM_RE = re.compile(r"from\s+(\.*)\s*([\w.]*)")
-_DOTTED_RE = re.compile(r"[^\W\d]\w*(?:\.[^\W\d]\w*)*\Z")
 
-_UNKNOWN = ("u",)  # a local of unknown value
-# Binding values: _UNKNOWN | ("s", sym, is_var) an absolute symbolic target
-# (None when unresolvable) | ("e", root, suffix, scope) a chain whose root is
-# looked up in `scope` | ("m", qualname) a module- or class-level name.
 
 _SKIP_FIELDS = frozenset({"ctx", "op", "ops"})
 _FIELDS: dict[type, tuple[str, ...]] = {}
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
-_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 def _fields(t: type) -> tuple[str, ...]:
@@ -53,23 +47,6 @@ def _fields(t: type) -> tuple[str, ...]:
     if fields is None:
         fields = _FIELDS[t] = tuple(f for f in t._fields if f not in _SKIP_FIELDS)
     return fields
-
-
-class _Scope:
-    """One Python scope: its bindings and what nesting it stands for."""
-
-    __slots__ = ("kind", "qualname", "enclosing", "parent", "names", "globals", "nonlocals", "cls", "self_name")
-
-    def __init__(self, kind: str, qualname: str, parent: "_Scope | None", enclosing: str | None = None):
-        self.kind = kind  # 'module' | 'class' | 'function'
-        self.qualname = qualname
-        self.enclosing = enclosing or qualname  # what references here report as enclosing
-        self.parent = parent
-        self.names: dict[str, tuple] = {}
-        self.globals: set[str] = set()
-        self.nonlocals: set[str] = set()
-        self.cls: "_Scope | None" = None  # the class a method belongs to
-        self.self_name: str | None = None  # first parameter of a method
 
 
 class Extractor:
@@ -91,8 +68,6 @@ class Extractor:
         self.exports: list[str] | None = None
         self._pending: list[tuple] = []  # (scope, root, [(ref index, suffix)])
         self._defined: set[str] = set()
-        self._memo: dict[tuple[int, str], tuple] = {}
-        self._active: set[tuple[int, str]] = set()
 
     # ---- positions -------------------------------------------------------
 
@@ -120,10 +95,11 @@ class Extractor:
         """Walk ``tree`` and return the packed facts."""
         last = self._line(self._nlines) if self._nlines else ""
         self.defs.append(("module", self.module, 1, 1, max(self._nlines, 1), len(last) + 1))
-        top = _Scope("module", self.module, None)
+        top = Scope("module", self.module, None)
         self._module_scope = top
         self._stmts(tree.body, top)
-        self._finish()
+        roots = Roots(self.module, top)
+        self._finish(roots)
         refs = sorted((tuple(r) for r in self.refs if r is not None), key=lambda r: (r[1], r[2]))
         return (
             PACK_VERSION,
@@ -133,22 +109,22 @@ class Extractor:
             tuple(refs),
             tuple(self.imports),
             None,
-            self._final_bindings(),
-            self._final_bases(),
+            self._final_bindings(roots),
+            self._final_bases(roots),
             None if self.exports is None else tuple(self.exports),
             self._nlines,
         )
 
     # ---- binding ---------------------------------------------------------
 
-    def _bind(self, scope: _Scope, name: str, value: tuple, node: ast.AST | None = None, stmt: ast.AST | None = None) -> None:
+    def _bind(self, scope: Scope, name: str, value: tuple, node: ast.AST | None = None, stmt: ast.AST | None = None) -> None:
         if name in scope.globals and scope.kind != "module":
             scope = self._module_scope
         if scope.kind == "function":
             if name in scope.nonlocals:
                 return
             old = scope.names.get(name)
-            scope.names[name] = value if old is None or old == value else _UNKNOWN
+            scope.names[name] = value if old is None or old == value else UNKNOWN
             return
         qualname = f"{scope.qualname}.{name}"
         scope.names[name] = ("m", qualname)
@@ -165,15 +141,15 @@ class Extractor:
             end_line, end_col = self._end(stmt or node)
             self.defs.append((kind, qualname, line, self._col(line, node.col_offset), end_line, end_col))
 
-    def _bind_target(self, target: ast.AST, scope: _Scope, value: tuple, stmt: ast.AST) -> None:
+    def _bind_target(self, target: ast.AST, scope: Scope, value: tuple, stmt: ast.AST) -> None:
         t = type(target)
         if t is ast.Name:
             self._bind(scope, target.id, value, target, stmt)
         elif t is ast.Tuple or t is ast.List:
             for elt in target.elts:
-                self._bind_target(elt, scope, _UNKNOWN, stmt)
+                self._bind_target(elt, scope, UNKNOWN, stmt)
         elif t is ast.Starred:
-            self._bind_target(target.value, scope, _UNKNOWN, stmt)
+            self._bind_target(target.value, scope, UNKNOWN, stmt)
         elif t is ast.Attribute:
             self._expr(target, scope)
             owner = target.value
@@ -186,7 +162,7 @@ class Extractor:
                 # An instance attribute: a definition and a binding of the
                 # class, but not a name visible in the class body.
                 qualname = f"{scope.cls.qualname}.{target.attr}"
-                if value is not _UNKNOWN and qualname not in self.bindings:
+                if value is not UNKNOWN and qualname not in self.bindings:
                     self.bindings[qualname] = (value, scope)
                 if qualname not in self._defined:
                     self._defined.add(qualname)
@@ -197,35 +173,9 @@ class Extractor:
         else:
             self._expr(target, scope)
 
-    def _value_of(self, node: ast.AST | None, scope: _Scope, instance: bool = False) -> tuple:
-        """The binding value of an expression: a chain or unknown."""
-        chain = _chain_text(node)
-        if chain is None:
-            return _UNKNOWN
-        root, suffix = chain
-        return ("e", root, suffix + "()" if instance else suffix, scope)
-
-    def _annotation_value(self, node: ast.AST | None, scope: _Scope) -> tuple:
-        """The value a name annotated with ``node`` holds: an instance of it."""
-        if node is None:
-            return _UNKNOWN
-        t = type(node)
-        if t is ast.Constant and isinstance(node.value, str) and _DOTTED_RE.match(node.value):
-            root, _, rest = node.value.partition(".")
-            return ("e", root, ("." + rest if rest else "") + "()", scope)
-        if t is ast.Subscript and _chain_text(node.value) in (("Optional", ""), ("typing", ".Optional")):
-            return self._annotation_value(node.slice, scope)
-        if t is ast.BinOp and isinstance(node.op, ast.BitOr):
-            if isinstance(node.right, ast.Constant) and node.right.value is None:
-                return self._annotation_value(node.left, scope)
-            if isinstance(node.left, ast.Constant) and node.left.value is None:
-                return self._annotation_value(node.right, scope)
-            return _UNKNOWN
-        return self._value_of(node, scope, instance=True)
-
     # ---- statements ------------------------------------------------------
 
-    def _stmts(self, body: list, scope: _Scope) -> None:
+    def _stmts(self, body: list, scope: Scope) -> None:
         for stmt in body:
             handler = _HANDLERS.get(type(stmt))
             if handler is not None:
@@ -233,7 +183,7 @@ class Extractor:
             else:
                 self._generic_stmt(stmt, scope)
 
-    def _generic_stmt(self, stmt: ast.AST, scope: _Scope) -> None:
+    def _generic_stmt(self, stmt: ast.AST, scope: Scope) -> None:
         for field in _fields(type(stmt)):
             value = getattr(stmt, field)
             if type(value) is list:
@@ -246,7 +196,7 @@ class Extractor:
             elif isinstance(value, ast.AST):
                 self._expr(value, scope)
 
-    def _function(self, node: ast.FunctionDef, scope: _Scope) -> None:
+    def _function(self, node: ast.FunctionDef, scope: Scope) -> None:
         for decorator in node.decorator_list:
             self._expr(decorator, scope)
         args = node.args
@@ -266,14 +216,14 @@ class Extractor:
         qualname = f"{scope.qualname}.{node.name}"
         self._def(kind, qualname, node, "async def" if type(node) is ast.AsyncFunctionDef else "def")
         self._bind(scope, node.name, ("s", qualname, False) if scope.kind == "function" else ("d",))
-        inner = _Scope("function", qualname, scope)
+        inner = Scope("function", qualname, scope)
         positional = args.posonlyargs + args.args
         decorators = {d.id for d in node.decorator_list if type(d) is ast.Name}
         first = positional[0].arg if positional else None
         for arg in every:
-            value = _UNKNOWN
+            value = UNKNOWN
             if arg.annotation is not None:
-                value = self._annotation_value(arg.annotation, scope)
+                value = annotation_value(arg.annotation, scope)
             inner.names[arg.arg] = value
         if scope.kind == "class" and first is not None and "staticmethod" not in decorators:
             if "classmethod" in decorators or node.name in ("__new__", "__init_subclass__", "__class_getitem__"):
@@ -284,50 +234,57 @@ class Extractor:
                 inner.cls = scope
         self._stmts(node.body, inner)
 
-    def _class(self, node: ast.ClassDef, scope: _Scope) -> None:
+    def _class(self, node: ast.ClassDef, scope: Scope) -> None:
         for decorator in node.decorator_list:
             self._expr(decorator, scope)
         values = []
         for base in node.bases:
             self._expr(base, scope)
-            values.append(self._value_of(base, scope))
+            values.append(value_of(base, scope))
         for keyword in node.keywords:
             self._expr(keyword.value, scope)
         qualname = f"{scope.qualname}.{node.name}"
         self._def("class", qualname, node, "class")
         self._bind(scope, node.name, ("s", qualname, False) if scope.kind == "function" else ("d",))
         self.bases.append((qualname, values))
-        self._stmts(node.body, _Scope("class", qualname, scope))
+        self._stmts(node.body, Scope("class", qualname, scope))
 
     def _def(self, kind: str, qualname: str, node: ast.AST, keyword: str) -> None:
+        """Record a def/class, positioned at its name (``ast`` only gives the
+        keyword's position; the name follows it on the same line unless a
+        backslash continuation intervenes, then the keyword's is used)."""
         self._defined.add(qualname)
         line = node.lineno
         start = self._col(line, node.col_offset) - 1
         text = self._line(line)
         name = qualname.rpartition(".")[2]
-        at = text.find("def", start + 5) + 3 if keyword == "async def" else start + len(keyword)
-        index = text.find(name, at) if at >= len(keyword) else -1
+        if keyword == "async def":
+            after = text.find("def", start + len("async"))
+            after = after + len("def") if after >= 0 else -1
+        else:
+            after = start + len(keyword)
+        index = text.find(name, after) if after >= 0 else -1
         col = index + 1 if index >= 0 else start + 1
         end_line, end_col = self._end(node)
         self.defs.append((kind, qualname, line, col, end_line, end_col))
 
-    def _assign(self, node: ast.Assign, scope: _Scope) -> None:
+    def _assign(self, node: ast.Assign, scope: Scope) -> None:
         self._expr(node.value, scope)
-        value = self._value_of(node.value, scope)
+        value = value_of(node.value, scope)
         for target in node.targets:
             self._bind_target(target, scope, value, node)
         if scope.kind == "module" and any(type(t) is ast.Name and t.id == "__all__" for t in node.targets):
             self._exports(node.value, scope, replace=True)
 
-    def _ann_assign(self, node: ast.AnnAssign, scope: _Scope) -> None:
+    def _ann_assign(self, node: ast.AnnAssign, scope: Scope) -> None:
         self._annotation(node.annotation, scope)
         if node.value is not None:
             self._expr(node.value, scope)
-            value = self._value_of(node.value, scope)
-            if value is _UNKNOWN:
-                value = self._annotation_value(node.annotation, scope)
+            value = value_of(node.value, scope)
+            if value is UNKNOWN:
+                value = annotation_value(node.annotation, scope)
         else:
-            value = self._annotation_value(node.annotation, scope)
+            value = annotation_value(node.annotation, scope)
         if node.simple or type(node.target) is not ast.Name:
             self._bind_target(node.target, scope, value, node)
         else:
@@ -335,49 +292,49 @@ class Extractor:
         if scope.kind == "module" and type(node.target) is ast.Name and node.target.id == "__all__":
             self._exports(node.value, scope, replace=True)
 
-    def _aug_assign(self, node: ast.AugAssign, scope: _Scope) -> None:
+    def _aug_assign(self, node: ast.AugAssign, scope: Scope) -> None:
         self._expr(node.value, scope)
         target = node.target
         if type(target) is ast.Name:
             self._load(target, scope)
             if scope.kind == "function" and target.id not in scope.globals:
-                self._bind(scope, target.id, _UNKNOWN)
+                self._bind(scope, target.id, UNKNOWN)
             if scope.kind == "module" and target.id == "__all__":
                 self._exports(node.value, scope, replace=False)
         else:
             self._expr(target, scope)
 
-    def _for(self, node: ast.For, scope: _Scope) -> None:
+    def _for(self, node: ast.For, scope: Scope) -> None:
         self._expr(node.iter, scope)
-        self._bind_target(node.target, scope, _UNKNOWN, node.target)
+        self._bind_target(node.target, scope, UNKNOWN, node.target)
         self._stmts(node.body, scope)
         self._stmts(node.orelse, scope)
 
-    def _with(self, node: ast.With, scope: _Scope) -> None:
+    def _with(self, node: ast.With, scope: Scope) -> None:
         for item in node.items:
             self._expr(item.context_expr, scope)
             if item.optional_vars is not None:
-                self._bind_target(item.optional_vars, scope, _UNKNOWN, item.optional_vars)
+                self._bind_target(item.optional_vars, scope, UNKNOWN, item.optional_vars)
         self._stmts(node.body, scope)
 
-    def _try(self, node: ast.Try, scope: _Scope) -> None:
+    def _try(self, node: ast.Try, scope: Scope) -> None:
         self._stmts(node.body, scope)
         for handler in node.handlers:
             if handler.type is not None:
                 self._expr(handler.type, scope)
             if handler.name:
-                self._bind(scope, handler.name, self._value_of(handler.type, scope, instance=True))
+                self._bind(scope, handler.name, value_of(handler.type, scope, instance=True))
             self._stmts(handler.body, scope)
         self._stmts(node.orelse, scope)
         self._stmts(node.finalbody, scope)
 
-    def _global(self, node: ast.Global, scope: _Scope) -> None:
+    def _global(self, node: ast.Global, scope: Scope) -> None:
         scope.globals.update(node.names)
 
-    def _nonlocal(self, node: ast.Nonlocal, scope: _Scope) -> None:
+    def _nonlocal(self, node: ast.Nonlocal, scope: Scope) -> None:
         scope.nonlocals.update(node.names)
 
-    def _match(self, node: ast.AST, scope: _Scope) -> None:
+    def _match(self, node: ast.AST, scope: Scope) -> None:
         self._expr(node.subject, scope)
         for case in node.cases:
             self._expr(case.pattern, scope)
@@ -387,11 +344,13 @@ class Extractor:
 
     # ---- imports ---------------------------------------------------------
 
-    def _ref(self, name: str, line: int, col: int, scope: _Scope, sym: str | None) -> int:
-        self.refs.append([name, line, col, scope.enclosing, sym])
+    def _ref(self, name: str, line: int, col: int, scope: Scope, sym: str | None) -> int:
+        # Interned strings stay interned through marshal, so the same name
+        # or target in many files is one object once loaded.
+        self.refs.append([intern(name), line, col, scope.enclosing, None if sym is None else intern(sym)])
         return len(self.refs) - 1
 
-    def _import(self, node: ast.Import, scope: _Scope) -> None:
+    def _import(self, node: ast.Import, scope: Scope) -> None:
         for alias in node.names:
             line = alias.lineno
             col = self._col(line, alias.col_offset)
@@ -420,7 +379,7 @@ class Extractor:
             return None
         return f"{base}.{module}" if module else base
 
-    def _import_from(self, node: ast.ImportFrom, scope: _Scope) -> None:
+    def _import_from(self, node: ast.ImportFrom, scope: Scope) -> None:
         target = self._absolute(node.level, node.module)
         line = node.lineno
         if node.module:
@@ -449,7 +408,7 @@ class Extractor:
 
     # ---- __all__ -----------------------------------------------------------
 
-    def _exports(self, node: ast.AST | None, scope: _Scope, replace: bool) -> None:
+    def _exports(self, node: ast.AST | None, scope: Scope, replace: bool) -> None:
         if type(node) not in (ast.List, ast.Tuple):
             return
         names = [] if replace or self.exports is None else self.exports
@@ -464,10 +423,10 @@ class Extractor:
 
     # ---- expressions -------------------------------------------------------
 
-    def _annotation(self, node: ast.AST, scope: _Scope) -> None:
+    def _annotation(self, node: ast.AST, scope: Scope) -> None:
         t = type(node)
         if t is ast.Constant and isinstance(node.value, str):
-            if _DOTTED_RE.match(node.value) and node.lineno == node.end_lineno:
+            if DOTTED_RE.match(node.value) and node.lineno == node.end_lineno:
                 line = node.lineno
                 col = self._col(line, node.col_offset) + 1
                 root, *rest = node.value.split(".")
@@ -492,11 +451,11 @@ class Extractor:
         else:
             self._expr(node, scope)
 
-    def _load(self, node: ast.Name, scope: _Scope) -> None:
+    def _load(self, node: ast.Name, scope: Scope) -> None:
         index = self._ref(node.id, node.lineno, self._col(node.lineno, node.col_offset), scope, None)
         self._pending.append((scope, node.id, [(index, "")]))
 
-    def _expr(self, node: ast.AST, scope: _Scope) -> None:
+    def _expr(self, node: ast.AST, scope: Scope) -> None:
         stack = [node]
         pop, push, extend = stack.pop, stack.append, stack.extend
         Name, Attribute, Call, Constant = ast.Name, ast.Attribute, ast.Call, ast.Constant
@@ -507,7 +466,7 @@ class Extractor:
                 if type(n.ctx) is ast.Load:
                     self._load(n, scope)
                 elif type(n.ctx) is ast.Store:
-                    self._bind(scope, n.id, _UNKNOWN)
+                    self._bind(scope, n.id, UNKNOWN)
             elif t is Attribute or t is Call:
                 root = self._chain(n, scope, stack)
                 if root is not None:
@@ -522,7 +481,7 @@ class Extractor:
                 owner = scope  # := binds in the scope around comprehensions
                 while owner.qualname.endswith(".<comp>"):
                     owner = owner.parent
-                self._bind(owner, n.target.id, self._value_of(n.value, scope))
+                self._bind(owner, n.target.id, value_of(n.value, scope))
                 push(n.value)
             else:
                 for field in _fields(t):
@@ -533,11 +492,11 @@ class Extractor:
                         push(value)
                 if t is ast.MatchAs or t is ast.MatchStar:
                     if n.name:
-                        self._bind(scope, n.name, _UNKNOWN)
+                        self._bind(scope, n.name, UNKNOWN)
                 elif t is ast.MatchMapping and n.rest:
-                    self._bind(scope, n.rest, _UNKNOWN)
+                    self._bind(scope, n.rest, UNKNOWN)
 
-    def _chain(self, node: ast.AST, scope: _Scope, stack: list) -> ast.AST | None:
+    def _chain(self, node: ast.AST, scope: Scope, stack: list) -> ast.AST | None:
         """Record the references of a dotted/call chain; push call arguments
         onto ``stack``; return the chain's root when it is not a name."""
         parts = []
@@ -560,8 +519,11 @@ class Extractor:
             slots.append((self._ref(written, root.lineno, self._col(root.lineno, root.col_offset), scope, None), ""))
         else:
             written = ""
+        parts.reverse()
+        if named and root.id == "super" and scope.cls is not None and parts and type(parts[0]) is ast.Call:
+            return self._super_chain(root, parts, scope, stack, slots)
         suffix = ""
-        for part in reversed(parts):
+        for part in parts:
             if type(part) is ast.Call:
                 stack.extend(part.args)
                 stack.extend(k.value for k in part.keywords)
@@ -581,20 +543,47 @@ class Extractor:
             return None
         return root
 
-    def _lambda(self, node: ast.Lambda, scope: _Scope) -> None:
+    def _super_chain(self, root: ast.Name, parts: list, scope: Scope, stack: list, slots: list) -> None:
+        """``super().x`` in a method of class C: ``x`` is looked up along C's
+        bases, written symbolically as ``C.<super>.x`` (see `index.resolve`)."""
+        self._pending.append((scope, "super", slots))  # `super` itself: builtins.super
+        call = parts[0]
+        stack.extend(call.args)
+        stack.extend(k.value for k in call.keywords)
+        cls_name = scope.cls.qualname.rpartition(".")[2]
+        plain = not call.args or (
+            len(call.args) == 2 and type(call.args[0]) is ast.Name and call.args[0].id == cls_name
+        )  # super() or super(C, self)
+        sym = f"{scope.cls.qualname}.<super>" if plain else None
+        written = "super()"
+        for part in parts[1:]:
+            if type(part) is ast.Call:
+                stack.extend(part.args)
+                stack.extend(k.value for k in part.keywords)
+                written += "()"
+                sym = None if sym is None else sym + "()"
+            else:
+                written += "." + part.attr
+                sym = None if sym is None else f"{sym}.{part.attr}"
+                line = part.end_lineno
+                col = self._col(line, part.end_col_offset - len(part.attr.encode()))
+                self._ref(written, line, col, scope, sym)
+        return None
+
+    def _lambda(self, node: ast.Lambda, scope: Scope) -> None:
         args = node.args
         for default in args.defaults + [d for d in args.kw_defaults if d is not None]:
             self._expr(default, scope)
-        inner = _Scope("function", scope.qualname + ".<lambda>", scope, scope.enclosing)
+        inner = Scope("function", scope.qualname + ".<lambda>", scope, scope.enclosing)
         for arg in args.posonlyargs + args.args + args.kwonlyargs + [a for a in (args.vararg, args.kwarg) if a]:
-            inner.names[arg.arg] = _UNKNOWN
+            inner.names[arg.arg] = UNKNOWN
         self._expr(node.body, inner)
 
-    def _comprehension(self, node: ast.AST, scope: _Scope) -> None:
-        inner = _Scope("function", scope.qualname + ".<comp>", scope, scope.enclosing)
+    def _comprehension(self, node: ast.AST, scope: Scope) -> None:
+        inner = Scope("function", scope.qualname + ".<comp>", scope, scope.enclosing)
         for generator in node.generators:
             self._expr(generator.iter, inner)
-            self._bind_target(generator.target, inner, _UNKNOWN, generator.target)
+            self._bind_target(generator.target, inner, UNKNOWN, generator.target)
             for condition in generator.ifs:
                 self._expr(condition, inner)
         if type(node) is ast.DictComp:
@@ -603,104 +592,32 @@ class Extractor:
         else:
             self._expr(node.elt, inner)
 
-    # ---- resolution of roots (after the walk) ------------------------------
+    # ---- after the walk --------------------------------------------------------
 
-    def _lookup(self, name: str, scope: _Scope) -> tuple[str | None, bool]:
-        """(symbolic target, is a function local) of ``name`` read in ``scope``."""
-        key = (id(scope), name)
-        found = self._memo.get(key)
-        if found is not None:
-            return found
-        if key in self._active:
-            return None, True  # a local defined through itself
-        self._active.add(key)
-        try:
-            found = self._lookup_uncached(name, scope)
-        finally:
-            self._active.discard(key)
-        self._memo[key] = found
-        return found
-
-    def _lookup_uncached(self, name: str, scope: _Scope) -> tuple[str | None, bool]:
-        s = scope
-        while s is not None:
-            if s.kind == "class" and s is not scope:
-                s = s.parent
-                continue
-            if name in s.globals:
-                s = self._module_scope
-            value = s.names.get(name)
-            if value is not None:
-                tag = value[0]
-                if tag == "m":
-                    return value[1], False
-                if tag == "s":
-                    return value[1], value[2]
-                if tag == "e":
-                    return self._chain_sym(value), True
-                return None, True
-            s = s.parent
-        if name in _BUILTINS:
-            return "builtins." + name, False
-        # Unbound here: maybe a star import or a dynamic global; the index
-        # looks it up in this module's namespace.
-        return f"{self.module}.{name}", False
-
-    def _chain_sym(self, value: tuple) -> str | None:
-        _, root, suffix, scope = value
-        sym, _ = self._lookup(root, scope)
-        return None if sym is None else sym + suffix
-
-    def _finish(self) -> None:
+    def _finish(self, roots: Roots) -> None:
+        """Give every pending chain its symbolic target; drop references to
+        function locals (they are not references to definitions)."""
         refs = self.refs
         for scope, root, slots in self._pending:
-            sym, local = self._lookup(root, scope)
+            sym, local = roots.lookup(root, scope)
             for index, suffix in slots:
                 if suffix:
-                    refs[index][4] = None if sym is None else sym + suffix
+                    refs[index][4] = None if sym is None else intern(sym + suffix)
                 elif local:
-                    refs[index] = None  # a function local: not a reference to a definition
+                    refs[index] = None
                 else:
-                    refs[index][4] = sym
+                    refs[index][4] = None if sym is None else intern(sym)
 
-    def _value_sym(self, value: tuple) -> str | None:
-        tag = value[0]
-        if tag == "s":
-            return value[1]
-        if tag == "e":
-            return self._chain_sym(value)
-        if tag == "m":
-            return value[1]
-        return None
-
-    def _final_bindings(self) -> tuple:
+    def _final_bindings(self, roots: Roots) -> tuple:
         out = []
-        for qualname, (value, scope) in self.bindings.items():
-            sym = self._value_sym(value)
+        for qualname, (value, _scope) in self.bindings.items():
+            sym = roots.value_sym(value)
             if sym is not None and sym != qualname:
                 out.append((qualname, sym))
         return tuple(out)
 
-    def _final_bases(self) -> tuple:
-        return tuple((q, tuple(self._value_sym(v) for v in values)) for q, values in self.bases)
-
-
-def _chain_text(node: ast.AST | None) -> tuple[str, str] | None:
-    """(root name, suffix) of a pure ``a.b().c`` chain, else None."""
-    suffix = []
-    n = node
-    while True:
-        t = type(n)
-        if t is ast.Attribute:
-            suffix.append("." + n.attr)
-            n = n.value
-        elif t is ast.Call:
-            suffix.append("()")
-            n = n.func
-        elif t is ast.Name:
-            return n.id, "".join(reversed(suffix))
-        else:
-            return None
+    def _final_bases(self, roots: Roots) -> tuple:
+        return tuple((q, tuple(roots.value_sym(v) for v in values)) for q, values in self.bases)
 
 
 _HANDLERS = {

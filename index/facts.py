@@ -21,7 +21,9 @@ puts on a `Reference` (and the values in `FileFacts.bindings` and
 file's own bindings, e.g. ``pkg.util.helper`` for a name imported with
 ``from .util import helper``.  A component followed by ``()`` means "an
 instance of what the prefix names": ``pkg.mod.Greeter().greet`` is the
-``greet`` attribute of a ``Greeter`` instance.  The index resolves symbolic
+``greet`` attribute of a ``Greeter`` instance; the component ``<super>``
+after a class (``pkg.mod.C.<super>.m``) is ``super()`` in that class's
+methods, looked up along its bases.  The index resolves symbolic
 targets to canonical qualified names through the import graph
 (`index.resolve`).  A reference the language cannot anchor at all (a local of
 unknown type, ``self.x.method``) carries ``target=None, resolved=False``: a

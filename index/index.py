@@ -30,6 +30,7 @@ from __future__ import annotations
 import gc
 import logging
 import marshal
+import pickle
 import posixpath
 import threading
 from collections.abc import Callable, Iterable
@@ -38,8 +39,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import _pool
+from ._maps import QueryMaps
+from ._maps import last_component as _last
 from .cache import FactsCache, cache_key
-from .facts import P_BASES, P_BINDINGS, P_DEFS, P_ERROR, P_EXPORTS, P_IMPORTS, P_LINES, P_REFS, Definition, FileFacts, Reference, unpack
+from .facts import (
+    P_BASES, P_BINDINGS, P_DEFS, P_ERROR, P_EXPORTS, P_IMPORTS, P_LINES, P_REFS, Definition, FileFacts, Reference, unpack,
+)
 from .graph import DependencyGraph, candidate_modules, is_test_file
 from .language import Language, extract_packed, language_version
 from .modules import ModuleTable, is_package, module_name
@@ -79,10 +84,6 @@ class _Record:
         self.consulted: frozenset[str] = frozenset()
 
 
-def _last(written: str) -> str:
-    return written.rpartition(".")[2]
-
-
 class Index:
     """The semantic index (see module docstring)."""
 
@@ -96,13 +97,8 @@ class Index:
         self._modules = ModuleTable()
         self._namespaces: dict[str, Namespace] = {}
         self._graph = DependencyGraph()
-        # Invariant: p in _def_names[n] iff some definition in p has last component n;
-        # p in _ref_paths[t] iff t in _records[p].targets; p in _cand_paths[n] iff a
-        # name-only ref of p ends in n; p in _consulters[m] iff m in _records[p].consulted.
-        self._def_names: dict[str, set[str]] = {}
-        self._ref_paths: dict[str, set[str]] = {}
-        self._cand_paths: dict[str, set[str]] = {}
-        self._consulters: dict[str, set[str]] = {}
+        # Invariant: _maps holds exactly the current rows and targets of _records.
+        self._maps = QueryMaps()
         self._seq = 0
         self._latest: dict[str, int] = {}  # path -> sequence number of the latest call on it
         self._parsed = 0
@@ -124,7 +120,11 @@ class Index:
         processes when there is at least ~1 MB of them, else in-process.
         Files already indexed but not listed are kept.  A reader raising
         OSError skips its file (logged).  ``progress(done, total)`` is called
-        from this thread as files complete.
+        from this thread as files complete.  Languages must be picklable for
+        the pool (else parsing falls back to this process).
+
+        Cyclic GC is paused meanwhile and what survives is frozen
+        (`gc.freeze`) at the end, in the whole process: see `_gc_paused`.
         """
         todo = [(path, reader) for path, reader in files if self._language_for(path) is not None]
         total = len(todo)
@@ -133,6 +133,7 @@ class Index:
         done = 0
         ready: list[tuple[str, Language, str, tuple]] = []
         jobs: list[tuple] = []
+        pack = self._cache.load_pack() if self._cache is not None else {}
         with _gc_paused(freeze=True):
             for path, reader in todo:
                 try:
@@ -144,7 +145,9 @@ class Index:
                 lang = self._language_for(path)
                 module = module_name(path)
                 key = cache_key(lang.name, language_version(lang), path, module, source)
-                packed = self._cache.get(key) if self._cache is not None else None
+                packed = pack.get(key)
+                if packed is None and self._cache is not None:
+                    packed = self._cache.get(key)
                 if packed is not None:
                     with self._lock:
                         self._cache_hits += 1
@@ -154,7 +157,7 @@ class Index:
                         progress(done, total)
                 else:
                     jobs.append((len(jobs), lang, path, module, source, key))
-            for path, lang, key, packed in self._extract_jobs(jobs, workers):
+            for path, lang, key, packed in self._extract_jobs(jobs, workers, store=False):
                 ready.append((path, lang, key, packed))
                 done += 1
                 if progress is not None:
@@ -165,12 +168,16 @@ class Index:
             with self._lock:
                 current = [item for item in ready if self._latest.get(item[0]) == seqs[item[0]]]
                 self._install(current, snapshot if not self._records else None)
+        if self._cache is not None and (jobs or len(pack) != len(ready)):
+            self._cache.save_pack({key: packed for _path, _lang, key, packed in ready})
         if self._unsaved:
             self.save()
         if progress is not None and done < total:
             progress(total, total)
 
-    def _extract_jobs(self, jobs: list[tuple], workers: int):
+    def _extract_jobs(self, jobs: list[tuple], workers: int, store: bool = True):
+        """Yield ``(path, language, key, packed)`` for each job, parsed in a
+        pool when worthwhile; ``store`` writes single-file cache entries."""
         size = sum(len(job[4]) for job in jobs)
         if workers > 1 and len(jobs) > 1 and size >= _POOL_MIN_BYTES:
             keys = {job[0]: job for job in jobs}
@@ -180,29 +187,29 @@ class Index:
                     _, lang, path, _module, _source, key = keys[jid]
                     with self._lock:
                         self._parsed += 1
-                    if self._cache is not None:
+                    if store and self._cache is not None:
                         self._cache.put_bytes(key, data)
                     finished.add(jid)
                     yield path, lang, key, marshal.loads(data)
                 return
-            except (BrokenProcessPool, OSError) as exc:
+            except (BrokenProcessPool, OSError, pickle.PicklingError) as exc:
                 log.warning("index: process pool failed (%s); parsing in-process", exc)
                 jobs = [job for job in jobs if job[0] not in finished]
         for _jid, lang, path, module, source, key in jobs:
-            yield path, lang, key, self._extract(lang, path, module, source, key)
+            yield path, lang, key, self._extract(lang, path, module, source, key, store)
 
-    def _extract(self, lang: Language, path: str, module: str, source: bytes, key: str) -> tuple:
+    def _extract(self, lang: Language, path: str, module: str, source: bytes, key: str, store: bool = True) -> tuple:
         if len(source) >= _pool.ISOLATE_BYTES:
             try:
                 packed = _pool.extract_isolated(lang, path, module, source)
-            except (BrokenProcessPool, OSError) as exc:
+            except (BrokenProcessPool, OSError, pickle.PicklingError) as exc:
                 log.warning("index: cannot parse %s in a child process (%s); parsing here", path, exc)
                 packed = extract_packed(lang, path, source, module)
         else:
             packed = extract_packed(lang, path, source, module)
         with self._lock:
             self._parsed += 1
-        if self._cache is not None:
+        if store and self._cache is not None:
             self._cache.put(key, packed)
         return packed
 
@@ -233,7 +240,9 @@ class Index:
     def remove(self, path: str) -> None:
         """Forget ``path`` (no-op when it is not indexed)."""
         with self._lock:
-            self._next_seq(path)
+            # No sequence entry: an update of this path still in flight finds
+            # none matching its own and is dropped.
+            self._latest.pop(path, None)
             if path in self._records:
                 self._uninstall([path])
 
@@ -243,13 +252,15 @@ class Index:
         self.update(new, source)
 
     def save(self) -> None:
-        """Write the resolution snapshot to the cache directory (no-op without
-        one), so the next warm `build` skips re-resolving unchanged files.
-        `build` calls it; call it again before shutting down to keep later
-        updates."""
+        """Write the resolution snapshot to the cache directory, so the next
+        warm `build` skips re-resolving unchanged files.  No-op without a
+        cache directory or when nothing changed since the last save.
+        `build` calls it; `LiveIndex.close` calls it to keep later updates."""
         if self._cache is None:
             return
         with self._lock:
+            if not self._unsaved:
+                return
             self._unsaved = False
             state = {
                 path: (
@@ -294,26 +305,38 @@ class Index:
     def references(self, qualname: str) -> list[Reference]:
         """Every reference resolving to ``qualname`` (after resolving the name
         itself, as `definitions` does), plus the name-only candidates whose
-        last component matches.  Import statements count as references of
-        what they import.  Sorted by path and position."""
+        last component matches.  Import statements and ``__all__`` entries
+        count as references of what they name.  A bare name that is not a
+        module (``helper``) stands for every definition so named.  Sorted by
+        path and position; one entry per position."""
         with self._lock:
-            target = qualname
-            if target not in self._ref_paths and not self._defs_where(_last(target), lambda q: q == target):
-                target = self._canonical(qualname) or qualname
-            last = _last(target)
-            out: list[Reference] = []
-            for path in self._ref_paths.get(target, ()):
-                record = self._records[path]
-                for row, resolved in zip(record.packed[P_REFS], record.targets):
-                    if resolved == target:
-                        out.append(Reference(row[0], path, row[1], row[2], row[3], target, True))
-            for path in self._cand_paths.get(last, ()):
-                record = self._records[path]
-                for row, resolved in zip(record.packed[P_REFS], record.targets):
-                    if resolved is None and _last(row[0]) == last:
-                        out.append(Reference(row[0], path, row[1], row[2], row[3], None, False))
-            out.sort(key=lambda r: (r.path, r.line, r.col))
-            return out
+            targets = [qualname]
+            if "." not in qualname and not self._modules.lookup(qualname):
+                named = {d.qualname for d in self._defs_where(qualname, lambda q: _last(q) == qualname)}
+                targets = sorted(named) or targets
+            found: dict[tuple, Reference] = {}
+            for target in targets:
+                for ref in self._references(target):
+                    found.setdefault((ref.path, ref.line, ref.col), ref)
+            return sorted(found.values(), key=lambda r: (r.path, r.line, r.col))
+
+    def _references(self, qualname: str) -> list[Reference]:
+        target = qualname
+        if target not in self._maps.ref_paths and not self._defs_where(_last(target), lambda q: q == target):
+            target = self._canonical(qualname) or qualname
+        last = _last(target)
+        out: list[Reference] = []
+        for path in self._maps.ref_paths.get(target, ()):
+            record = self._records[path]
+            for row, resolved in zip(record.packed[P_REFS], record.targets):
+                if resolved == target:
+                    out.append(Reference(row[0], path, row[1], row[2], row[3], target, True))
+        for path in self._maps.cand_paths.get(last, ()):
+            record = self._records[path]
+            for row, resolved in zip(record.packed[P_REFS], record.targets):
+                if resolved is None and _last(row[0]) == last:
+                    out.append(Reference(row[0], path, row[1], row[2], row[3], None, False))
+        return out
 
     def dependencies(self, path: str) -> list[str]:
         """In-tree files ``path`` imports directly (see `index.graph`); KeyError if not indexed."""
@@ -406,13 +429,12 @@ class Index:
             self._graph.check_invariants()
             for path, record in self._records.items():
                 assert len(record.targets) == len(record.packed[P_REFS]), path
-                for target in set(record.targets) - {None}:
-                    assert path in self._ref_paths[target], (path, target)
-                for name in record.consulted:
-                    assert path in self._consulters[name], (path, name)
-            for target, paths in self._ref_paths.items():
-                for path in paths:
-                    assert target in self._records[path].targets, (path, target)
+            self._maps.check(
+                {
+                    path: (r.packed[P_DEFS], r.packed[P_REFS], r.targets, r.consulted)
+                    for path, r in self._records.items()
+                }
+            )
 
     # ---- internals (call with the lock held) ---------------------------------
 
@@ -429,7 +451,7 @@ class Index:
 
     def _defs_where(self, last: str, keep: Callable[[str], bool]) -> list[Definition]:
         out = []
-        for path in self._def_names.get(last, ()):
+        for path in self._maps.def_names.get(last, ()):
             for k, q, l, c, el, ec in self._records[path].packed[P_DEFS]:
                 if keep(q):
                     out.append(Definition(k, q, path, l, c, el, ec))
@@ -476,8 +498,7 @@ class Index:
                 changed_names |= set(self._modules.names(path))
             self._records[path] = record
             self._namespaces[path] = record.ns
-            for row in packed[P_DEFS]:
-                self._def_names.setdefault(_last(row[1]), set()).add(path)
+            self._maps.add_definitions(path, packed[P_DEFS])
             entry = snapshot.get(path) if snapshot is not None else None
             if entry is not None and entry[0] == key and record.error is None:
                 restored.append((record, entry))
@@ -525,9 +546,7 @@ class Index:
         self._refresh(set(), changed_names)
 
     def _refresh(self, own: set[str], changed_names: set[str]) -> None:
-        resolve = set(own)
-        for name in changed_names:
-            resolve |= self._consulters.get(name, set())
+        resolve = own | self._maps.consulters_of(changed_names)
         if resolve or changed_names:
             self._unsaved = True
         with _gc_paused():
@@ -542,35 +561,10 @@ class Index:
                 self._link(path)
 
     def _forget_defs(self, record: _Record) -> None:
-        for row in record.packed[P_DEFS]:
-            paths = self._def_names.get(_last(row[1]))
-            if paths is not None:
-                paths.discard(record.path)
-                if not paths:
-                    del self._def_names[_last(row[1])]
+        self._maps.forget_definitions(record.path, record.packed[P_DEFS])
 
     def _forget_resolution(self, record: _Record) -> None:
-        path = record.path
-        for target in set(record.targets):
-            if target is None:
-                continue
-            paths = self._ref_paths.get(target)
-            if paths is not None:
-                paths.discard(path)
-                if not paths:
-                    del self._ref_paths[target]
-        for last in {_last(row[0]) for row, t in zip(record.packed[P_REFS], record.targets) if t is None}:
-            paths = self._cand_paths.get(last)
-            if paths is not None:
-                paths.discard(path)
-                if not paths:
-                    del self._cand_paths[last]
-        for name in record.consulted:
-            paths = self._consulters.get(name)
-            if paths is not None:
-                paths.discard(path)
-                if not paths:
-                    del self._consulters[name]
+        self._maps.forget_resolution(record.path, record.packed[P_REFS], record.targets, record.consulted)
 
     def _resolve_record(self, record: _Record, resolver: Resolver) -> None:
         self._forget_resolution(record)  # pairs the record's own rows with its own targets
@@ -579,26 +573,9 @@ class Index:
 
     def _index_resolution(self, record: _Record, targets, consulted) -> None:
         """Set a record's resolution and enter it in the query maps."""
-        rows = record.packed[P_REFS]
         record.targets = tuple(targets)
         record.consulted = frozenset(consulted)
-        path = record.path
-        ref_paths, cand_paths = self._ref_paths, self._cand_paths
-        for target in set(targets):
-            if target is not None:
-                paths = ref_paths.get(target)
-                if paths is None:
-                    ref_paths[target] = {path}
-                else:
-                    paths.add(path)
-        for last in {row[0].rpartition(".")[2] for row, t in zip(rows, targets) if t is None}:
-            paths = cand_paths.get(last)
-            if paths is None:
-                cand_paths[last] = {path}
-            else:
-                paths.add(path)
-        for name in consulted:
-            self._consulters.setdefault(name, set()).add(path)
+        self._maps.add_resolution(record.path, record.packed[P_REFS], record.targets, record.consulted)
 
     def _link(self, path: str) -> None:
         """Recompute the import edges out of ``path``."""

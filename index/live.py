@@ -36,10 +36,15 @@ log = logging.getLogger(__name__)
 class LiveIndex:
     """The background indexing service (see module docstring)."""
 
-    def __init__(self, index: Index, read: Callable[[str], bytes | None], workers: int = 2) -> None:
+    def __init__(
+        self, index: Index, read: Callable[[str], bytes | None], workers: int = 2, build_workers: int = 2
+    ) -> None:
+        """``workers`` threads apply changes; the bulk build parses in
+        ``build_workers`` processes."""
         self.index = index
         self._read = read
         self._workers = max(1, workers)
+        self._build_workers = build_workers
         self._cond = threading.Condition()
         # Invariant: a path is in at most one of _pending and _running, except
         # that a running path changed again is also pending.
@@ -66,13 +71,15 @@ class LiveIndex:
                 thread.start()
 
     def close(self) -> None:
-        """Stop the workers after their current item; pending work is dropped."""
+        """Stop the workers after their current item (pending work is
+        dropped), then save the index's resolution snapshot for a warm start."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
             threads, self._threads = self._threads, []
         for thread in threads:
             thread.join()
+        self.index.save()
 
     # ---- scheduling ----------------------------------------------------------
 
@@ -176,5 +183,5 @@ class LiveIndex:
                 self._done, self._total = done, total
 
         started = time.monotonic()
-        self.index.build([(p, reader(p)) for p in paths], workers=2, progress=progress)
+        self.index.build([(p, reader(p)) for p in paths], workers=self._build_workers, progress=progress)
         log.info("index: built %d files in %.1fs", len(paths), time.monotonic() - started)

@@ -10,7 +10,8 @@ A symbolic target (see `index.facts`) is resolved one component at a time:
   followed to where the name is defined), then submodules, then the modules
   it star-imports (honouring their ``__all__``);
 - an attribute of a class or of an instance (``X()``) is looked up in the
-  class, then along its bases, depth-first, left to right;
+  class, then along its bases, depth-first, left to right; ``C.<super>``
+  (``super()`` in a method of ``C``) looks along the bases only;
 - anything else (attributes of functions' results, of external classes'
   instances, of unknown values) is unresolved.
 
@@ -145,8 +146,12 @@ class Resolver:
         tag = value[0]
         if tag == "m":
             result = self._module_attr(value, attr)
+        elif tag == "c" and attr == "<super>":
+            return None, ("s", value[1], value[2]), base[2]
         elif tag == "c" or tag == "i":
             result = self._member(value, attr)
+        elif tag == "s":
+            result = self._member(value, attr, skip_own=True)
         elif tag == "f":
             result = self._nested(value, attr)
         else:  # external: take the dotted path as written
@@ -204,7 +209,9 @@ class Resolver:
                         return target, val, consulted
         return None, None, consulted
 
-    def _member(self, value: tuple, attr: str) -> tuple:
+    def _member(self, value: tuple, attr: str, skip_own: bool = False) -> tuple:
+        """``attr`` of a class or instance, along the bases; ``skip_own``
+        starts at the bases (``super()``)."""
         consulted: list[str] = []
         seen = {value[1]}
         stack = [(value[1], value[2])]
@@ -213,14 +220,17 @@ class Resolver:
             cls, ns = stack.pop()
             consulted.append(ns.module)
             qualname = f"{cls}.{attr}"
-            kind = ns.kinds.get(qualname)
-            if kind is not None:
-                target, val, more = self._definition(qualname, kind, ns)
-                return target, val, tuple(consulted) + more
-            bound = ns.bindings.get(qualname)
-            if bound is not None:
-                target, val, more = self._resolve(bound)
-                return target, val, tuple(consulted) + more
+            if skip_own:
+                skip_own = False
+            else:
+                kind = ns.kinds.get(qualname)
+                if kind is not None:
+                    target, val, more = self._definition(qualname, kind, ns)
+                    return target, val, tuple(consulted) + more
+                bound = ns.bindings.get(qualname)
+                if bound is not None:
+                    target, val, more = self._resolve(bound)
+                    return target, val, tuple(consulted) + more
             found = []
             for base in ns.bases.get(cls, ()):
                 if base is None:
