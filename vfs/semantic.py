@@ -42,18 +42,27 @@ SUFFIXES = (".py", ".pyi")
 
 
 class Semantics:
-    def __init__(self, session: "Session", cache_dir: Path | None, workers: int = 2) -> None:
+    def __init__(self, session: "Session", cache_dir: Path | None, workers: int = 2, lazy: bool = False) -> None:
         self.session = session
+        self.lazy = lazy  # lazy_parse: build on the first query instead of at mount
         self.index = Index(cache_dir=cache_dir)
         self.live = LiveIndex(self.index, self._read, workers=workers)
         self._unsubscribe = session.subscribe(self._on_change)
         self._lister: threading.Thread | None = None
+        self._build_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self.live.start()
-        self._lister = threading.Thread(target=self._initial_build, name="vfs-index-list", daemon=True)
-        self._lister.start()
+        if not self.lazy:
+            self._start_build()
+
+    def _start_build(self) -> None:
+        with self._build_lock:
+            if self._lister is not None:
+                return
+            self._lister = threading.Thread(target=self._initial_build, name="vfs-index-list", daemon=True)
+            self._lister.start()
 
     def close(self) -> None:
         self._unsubscribe()
@@ -139,6 +148,8 @@ class Semantics:
 
     # ------------------------------------------------------------------ queries
     def fresh(self) -> None:
+        if self._lister is None:
+            self._start_build()  # lazy_parse: the first query builds
         lister = self._lister
         if lister is not None and lister.is_alive():
             lister.join(FRESH_TIMEOUT)  # the initial build is not even scheduled yet

@@ -108,8 +108,8 @@ class Workspace:
         self.state_dir = state_dir
         self.journal = journal
         self.validator = Validator(session, options.fail_on_syntax_error)
-        self.semantics = Semantics(session, state_dir / "index" if options.cache_symbols else None) \
-            if options.index else None
+        self.semantics = Semantics(session, state_dir / "index" if options.cache_symbols else None,
+                                   lazy=options.lazy_parse) if options.index else None
         self.validator.checks.append(self._no_conflicts)
         self.auditor = Auditor(session, options.audit_policy, options.audit_disabled)
         self.validator.checks.append(self.auditor.gate)
