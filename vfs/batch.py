@@ -9,8 +9,13 @@ Edits apply in order, each seeing the result of the ones before it.  All of
 them are checked first against a virtual view of the tree; if any fails,
 nothing changes and the error names the edit (`edit 3 (src/a.py): ...`).
 Resulting Python files must parse when `fail_on_syntax_error` is on.
-On success the batch is one journal entry (op `batch`), and every affected
-kernel cache entry is invalidated before the call returns.
+Paths stay inside the in-memory tree: `..`, absolute paths and `.vfs` are
+refused (EINVAL), so is a path through a symlink or a file (ENOTDIR: symlinks
+are never followed, so no edit reaches outside the tree) and a passthrough
+path (EXDEV: it lives on disk, outside the journal; write it directly).
+Strings are Unicode text; in `old`, `new` and `content`, `\\udc80`-`\\udcff`
+escapes stand for the raw bytes 0x80-0xff (as `os.fsdecode` produces them),
+other lone surrogates are refused, and paths must hold none.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import FsError
 from .session import check_rel_path
+from .syncer import passthrough_at
 from .validation import syntax_error
 
 if TYPE_CHECKING:
@@ -43,6 +49,8 @@ def parse_batch(raw: bytes | str) -> list[dict[str, Any]]:
         edits = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise FsError(errno.EINVAL, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise FsError(errno.EINVAL, "invalid JSON: nested too deeply") from None
     if isinstance(edits, dict):
         edits = [edits]
     if not isinstance(edits, list) or not edits:
@@ -74,7 +82,23 @@ def parse_batch(raw: bytes | str) -> list[dict[str, Any]]:
             raise FsError(errno.EINVAL, f"edit {i} ({e['path']}): 'rename_to' must be a non-empty string")
         if kind != "old" and "new" in e:
             raise FsError(errno.EINVAL, f"edit {i} ({e['path']}): 'new' goes with 'old'")
+        for key in ("path", "old", "new", "content", "rename_to"):
+            if isinstance(e.get(key), str) and not _encodable(e[key], strict=key in ("path", "rename_to")):
+                raise FsError(errno.EINVAL, f"edit {i}: '{key}' holds a lone surrogate (not Unicode text)")
     return edits
+
+
+def _encodable(text: str, strict: bool) -> bool:
+    """Contents may carry raw bytes as surrogate escapes; paths must be Unicode (the journal stores them as text)."""
+    try:
+        text.encode("utf-8", "strict" if strict else "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
 
 
 class _View:
@@ -115,10 +139,36 @@ class _View:
         return bytes(self.session.tree.load(node))
 
     def is_dir(self, path: str) -> bool:
-        if path in self.files or self._gone(path):
-            return False
+        return self.kind(path) == "dir"
+
+    def kind(self, path: str) -> str | None:
+        """'file' (a regular file), 'dir', 'other' (symlink, special) or None (nothing there)."""
+        if path in self.files:
+            return None if self.files[path] is None else "file"
+        if self._gone(path):
+            return None
         node = self.session.tree.try_resolve(self._origin(path))
-        return node is not None and node.is_dir
+        if node is None:
+            return None
+        return "dir" if node.is_dir else "file" if node.is_reg else "other"
+
+    def check_parents(self, path: str) -> None:
+        """Every parent of `path` is a directory or absent (then it will be made): ENOTDIR otherwise.
+
+        A parent that is a symlink is refused, not followed.
+        """
+        for a in _ancestors(path):
+            kind = self.kind(a)
+            if kind == "other":
+                raise FsError(errno.ENOTDIR, f"{a} is not a directory (symlinks are not followed)")
+            if kind == "file":
+                raise FsError(errno.ENOTDIR, f"{a} is a file")
+
+    def check_in_memory(self, path: str) -> None:
+        for p in dict.fromkeys((path, self._origin(path))):
+            if passthrough_at(self.session, p):
+                raise FsError(errno.EXDEV, f"{path} is a passthrough path (on disk, not in memory): "
+                                           "write it directly")
 
     def move_dir(self, src: str, dest: str) -> None:
         for key in [k for k in self.files if k == src or k.startswith(src + "/")]:
@@ -156,11 +206,13 @@ def plan_batch(session: "Session", edits: list[dict[str, Any]]) -> list[tuple[st
             path = check_rel_path(e["path"])
             if not path:
                 raise FsError(errno.EINVAL, "the root cannot be edited")
+            view.check_in_memory(path)
             if "old" in e:
+                view.check_parents(path)
                 data = view.read(path)
                 if data is None:
                     raise FsError(errno.ENOENT, "no such file")
-                old, new = e["old"].encode(), e["new"].encode()
+                old, new = _bytes(e["old"]), _bytes(e["new"])
                 count = data.count(old)
                 if count != 1:
                     where = f": {_preview(data, old)}" if count else ""
@@ -169,15 +221,17 @@ def plan_batch(session: "Session", edits: list[dict[str, Any]]) -> list[tuple[st
                 view.files[path] = data
                 ops.append(("write", (path, data)))
             elif "content" in e:
-                if view.is_dir(path):
+                view.check_parents(path)
+                kind = view.kind(path)
+                if kind == "dir":
                     raise FsError(errno.EISDIR, "is a directory")
-                for a in _ancestors(path):
-                    if view.files.get(a) is not None:
-                        raise FsError(errno.ENOTDIR, f"{a} is a file")
-                data = e["content"].encode()
+                if kind == "other":
+                    raise FsError(errno.EINVAL, "not a regular in-memory file")
+                data = _bytes(e["content"])
                 view.files[path] = data
                 ops.append(("write", (path, data)))
             elif "delete" in e:
+                view.check_parents(path)
                 if view.is_dir(path):
                     view.files[path] = None
                 elif view.read(path) is None:
@@ -190,6 +244,9 @@ def plan_batch(session: "Session", edits: list[dict[str, Any]]) -> list[tuple[st
                     raise FsError(errno.EINVAL, "cannot rename onto the root")
                 if dest == path or dest.startswith(path + "/"):
                     raise FsError(errno.EINVAL, "cannot move a path into itself")
+                view.check_parents(path)
+                view.check_parents(dest)
+                view.check_in_memory(dest)
                 if view.is_dir(path):
                     if view.is_dir(dest) or view.read(dest) is not None:
                         raise FsError(errno.EEXIST, f"{dest} exists")
@@ -226,11 +283,16 @@ def apply_batch(session: "Session", raw: bytes | str | list, *, agent: str = "ap
             if broken:
                 raise FsError(errno.EINVAL, "refused: syntax error in " + "; ".join(broken))
         with session.compound("batch", agent, info={"edits": len(edits)}) as result:
-            for kind, arg in ops:
-                if kind == "write":
-                    session._put_file(*arg)
-                elif kind == "delete":
-                    session._remove(arg)
-                else:
-                    session._move(*arg)
+            for i, (kind, arg) in enumerate(ops):
+                try:
+                    if kind == "write":
+                        session._put_file(*arg)
+                    elif kind == "delete":
+                        session._remove(arg)
+                    else:
+                        session._move(*arg)
+                except FsError as exc:
+                    # The plan should have caught it; the compound puts everything back.
+                    path = arg if kind == "delete" else arg[0]
+                    raise FsError(exc.errno, f"applying {kind} of {path}: {exc.reason}") from None
         return result["change"]

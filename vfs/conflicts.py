@@ -8,7 +8,10 @@ until it is resolved:
 - `merge`: three-way merge of the ancestor (the base the buffer started from),
   the disk and the buffer.  Without overlapping changes the merge succeeds and
   the conflict is resolved; otherwise the buffer gets conflict markers and the
-  conflict stays until `mine`/`theirs` or another `merge` after editing.
+  conflict stays until `mine`/`theirs` or another `merge` after editing.  That
+  is still a command carried out (it changed the buffer and is journaled), so
+  it is not refused: its message says the conflict stays.  A refused command
+  changes nothing.
 """
 from __future__ import annotations
 
@@ -60,7 +63,8 @@ def resolve(session: "Session", path: str, how: str, *, agent: str = "api") -> s
             else:
                 session.conflicts.pop(path)
         if conflicted:
-            raise FsError(errno.EAGAIN, f"{path}: overlapping changes; conflict markers written, still unresolved")
+            return (f"{path}: overlapping changes; conflict markers written, still in conflict "
+                    "(edit it, then 'merge' again, or 'mine')")
         return f"{path}: merged cleanly"
 
 

@@ -81,8 +81,10 @@ def path_diff(session: "Session", path: str) -> bytes:
                 raise FsError(errno.ENOENT, f"no such path: {path}")
             return b""
         base = session.base_states.state(path)
-        return file_patch(path, _side(session, path, base, True),
-                          _side(session, path, session.overlay[path], False))
+        old, new = _side(session, path, base, True), _side(session, path, session.overlay[path], False)
+        if old is None and new is None:
+            return b""  # a directory or special file on both sides: git has nothing to say
+        return file_patch(path, old, new)
 
 
 def session_diff(session: "Session", prefix: str = "") -> bytes:

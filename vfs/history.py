@@ -24,6 +24,7 @@ the path index has its own lock.
 from __future__ import annotations
 
 import errno
+import stat
 import threading
 import weakref
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING
 from .errors import FsError
 from .session import check_rel_path
 from .states import State
+from .syncer import passthrough_at
 
 if TYPE_CHECKING:
     from .session import Change, Session
@@ -79,10 +81,36 @@ def versions(session: "Session", path: str) -> list[Version]:
                 out.append(Version(len(out) + 1, entry.seq, entry.time, entry.agent, entry.op, after))
     if not out:
         with session.lock:
-            state = session.state_before(path)
+            if path in session.overlay:
+                state = session.overlay[path]
+            else:
+                try:
+                    if _base_reachable(session, path):
+                        state = session.base_states.state(path)
+                    else:
+                        state = None  # a parent on disk is a symlink (or a file): never read through it
+                except FsError:
+                    raise
+                except OSError as exc:  # e.g. ENAMETOOLONG: what the user typed is no path of the base
+                    raise FsError(exc.errno or errno.EIO, f"{path}: {exc.strerror}") from None
         if state is not None and state.get("kind") == "file":
             out.append(Version(1, 0, 0.0, "base", "base", state))
     return out
+
+
+def _base_reachable(session: "Session", path: str) -> bool:
+    """True when every parent of `path` is a directory in the base.
+
+    Then reading the base at `path` follows no symlink: a path such as
+    `link/passwd`, with `link -> /etc` on disk, must never read /etc/passwd.
+    """
+    done = ""
+    for part in path.split("/")[:-1]:
+        done = f"{done}/{part}" if done else part
+        st = session.base.stat(done)
+        if st is None or not stat.S_ISDIR(st.mode):
+            return False
+    return True
 
 
 class _PathIndex:
@@ -135,6 +163,8 @@ def rollback_path(session: "Session", path: str, version: int | None = None, *,
                   agent: str = "api") -> "Change | None":
     """Restore `path` to version N (default: the version before its current content)."""
     path = check_rel_path(path)
+    if passthrough_at(session, path):
+        raise FsError(errno.EXDEV, f"{path} is a passthrough path (on disk, not in memory): it has no versions")
     history = versions(session, path)
     if not history:
         raise FsError(errno.ENOENT, f"no versions of {path}")

@@ -11,16 +11,24 @@ Registry: one JSON file per live mount under `$XDG_RUNTIME_DIR/vfs/` (or
 `/tmp/vfs-<uid>/`), naming the daemon's pid, source and mount point.  Entries
 whose daemon is gone or whose mount point is no longer mounted are stale and
 are dropped when read.
+
+Both are private: directories 0700, files 0600, and a directory we did not
+create must be a real directory owned by us, or we refuse to use it (in
+`/tmp` another user could have made `/tmp/vfs-<uid>` first and planted
+records naming a pid for `vfs unmount` to signal).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["MountRecord", "state_dir_for", "registry_dir", "register", "unregister", "live_mounts",
+from .errors import FsError
+
+__all__ = ["MountRecord", "UnsafeDirectory", "state_dir_for", "registry_dir", "register", "unregister", "live_mounts",
            "is_mounted", "find_mount"]
 
 
@@ -28,9 +36,35 @@ def _hash(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def _private_dir(path: Path) -> Path:
+class UnsafeDirectory(FsError):
+    """A state or registry directory that is not ours alone (EPERM; see module docstring)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(errno.EPERM, reason)
+
+
+def _private_dir(path: Path, levels: int = 1) -> Path:
+    """Make `path` (and its `levels - 1` parents) mode 0700, after checking they are ours.
+
+    mkdir's mode goes through the umask, hence the chmod; the check is on the
+    descriptor opened without following a symlink, so what is checked is what
+    is chmod-ed.
+    """
+    chain = [path, *list(path.parents)[:levels - 1]]
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    for d in reversed(chain):
+        try:
+            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise UnsafeDirectory(f"{d} is not a directory of ours ({exc.strerror})") from None
+        try:
+            st = os.fstat(fd)
+            if st.st_uid != os.getuid():
+                raise UnsafeDirectory(f"{d} belongs to uid {st.st_uid}, not to us (uid {os.getuid()}): refusing it")
+            if st.st_mode & 0o7777 != 0o700:
+                os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
     return path
 
 
@@ -38,11 +72,11 @@ def state_dir_for(src: str, name: str = "worktree") -> Path:
     src = os.path.abspath(src)
     git_dir = Path(src) / ".git"
     if git_dir.is_dir():
-        return _private_dir(git_dir / "vfs" / name)
+        return _private_dir(git_dir / "vfs" / name, levels=2)
     if (Path(src) / "HEAD").is_file() and (Path(src) / "objects").is_dir():
-        return _private_dir(Path(src) / "vfs" / name)  # a bare repository
+        return _private_dir(Path(src) / "vfs" / name, levels=2)  # a bare repository
     root = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return _private_dir(root / "vfs" / _hash(f"{src}\0{name}"))
+    return _private_dir(root / "vfs" / _hash(f"{src}\0{name}"), levels=2)
 
 
 def registry_dir() -> Path:
@@ -68,7 +102,10 @@ def _record_path(mountpoint: str) -> Path:
 def register(rec: MountRecord) -> None:
     path = _record_path(rec.mountpoint)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(rec)))
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(asdict(rec)))
     os.replace(tmp, path)
 
 

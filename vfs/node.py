@@ -125,7 +125,7 @@ class Node:
         "atime_ns", "mtime_ns", "ctime_ns",
         "data", "children", "target",
         "parent", "name", "links",
-        "base_rel", "base_size", "disk", "pin", "lookups", "opens", "unsaved",
+        "base_rel", "base_size", "disk", "pin", "lookups", "opens", "unsaved", "dir_size",
     )
 
     def __init__(self, ino: int, mode: int, uid: int = 0, gid: int = 0, *, mtime_ns: int | None = None) -> None:
@@ -153,6 +153,9 @@ class Node:
         self.opens = 0
         # Content written since the last commit (close/fsync) of this node.
         self.unsaved = False
+        # st_size of a directory: ext4 truncates one on rmdir (an open descriptor then sees 0),
+        # but not when rename replaces it.
+        self.dir_size = DIR_SIZE
 
     @property
     def is_dir(self) -> bool:
@@ -176,7 +179,7 @@ class Node:
     def size(self) -> int:
         """st_size as a local file system reports it (ext4: a directory is one 4 KiB block)."""
         if self.is_dir:
-            return DIR_SIZE
+            return self.dir_size
         if self.data is not None:
             return len(self.data)
         if self.target is not None:
@@ -185,6 +188,8 @@ class Node:
 
     def blocks(self) -> int:
         """st_blocks (512-byte units) of a file system with 4 KiB blocks and inline short symlinks."""
-        if self.is_reg or self.is_dir or (self.is_lnk and self.size() >= FAST_SYMLINK_MAX):
+        if self.is_dir:
+            return DIR_SIZE // 512  # also once removed: ext4 keeps the block while the inode lives
+        if self.is_reg or (self.is_lnk and self.size() >= FAST_SYMLINK_MAX):
             return (self.size() + BLOCK_SIZE - 1) // BLOCK_SIZE * (BLOCK_SIZE // 512)
         return 0

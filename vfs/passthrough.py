@@ -17,7 +17,10 @@ from gitsync import IgnoreRules
 
 __all__ = ["PassthroughRules", "DEFAULT_PATTERNS"]
 
-DEFAULT_PATTERNS = (".git", "__pycache__/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".venv/", "*.pyc")
+# pytest builds its cache in a `pytest-cache-files-*` directory and renames it to
+# `.pytest_cache`: both must live on the same side, or the rename is EXDEV.
+DEFAULT_PATTERNS = (".git", "__pycache__/", ".pytest_cache/", "pytest-cache-files-*/", ".mypy_cache/",
+                    ".ruff_cache/", ".venv/", "*.pyc")
 
 
 class PassthroughRules:

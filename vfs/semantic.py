@@ -134,6 +134,10 @@ class Semantics:
                 self._rescan_below(path)
 
     def _rescan_below(self, path: str) -> None:
+        with self.session.lock:
+            node = self.session.tree.try_resolve(path)
+            if node is not None and not node.is_dir:
+                return  # a plain file (the common case): nothing below it to re-key
         prefix = path + "/"
         for known in self.index.paths():
             if known.startswith(prefix):

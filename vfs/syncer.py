@@ -27,23 +27,30 @@ refuses that, the switch is refused and the mode stays.
 
 The disk is reached only through the worktree descriptor (`disk_fd`), never
 through the mount, so syncing a mount that covers its own source is safe.
+Paths below it are walked one component at a time with `O_NOFOLLOW`: a
+symlink on disk where the tree has a directory (a directory that replaced a
+symlink in memory, or an outside edit) is never followed, so a sync cannot
+write or delete anything outside the backing tree.  Passthrough paths are the
+disk's own and are never written or removed by a sync.
 """
 from __future__ import annotations
 
 import errno
 import logging
 import os
+import shutil
 import stat
 from typing import TYPE_CHECKING, Callable
 
 from .errors import FsError
 from .session import check_rel_path
 from .states import State
+from .tree import ROOT
 
 if TYPE_CHECKING:
     from .session import Change, Session
 
-__all__ = ["MODES", "Syncer"]
+__all__ = ["MODES", "Syncer", "passthrough_at"]
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +127,7 @@ class Syncer:
                     raise FsError(errno.ENOENT, f"no such path: {prefix}")
             else:
                 paths = [p for p in paths if p in session.overlay]
+            paths = [p for p in paths if not self._passthrough(p)]
             # New parent directories go along (with their own modes), or they
             # would reach the disk with default modes and stay "changed".
             chosen = set(paths)
@@ -143,6 +151,12 @@ class Syncer:
                 self._busy = False
             self.last = f"synced {len(paths)} path(s) at seq {change.seq if change else session.head()}"
             return change
+
+    def _passthrough(self, path: str) -> bool:
+        if passthrough_at(self.session, path):
+            log.warning("sync leaves passthrough path %s alone (it lives on disk)", path)
+            return True
+        return False
 
     def _write(self, paths: list[str]) -> None:
         session = self.session
@@ -210,41 +224,51 @@ class Syncer:
             node.base_rel = path
 
     def _remove(self, fd: int, path: str) -> None:
+        parent, _, name = path.rpartition("/")
         try:
-            st = os.stat(path, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        try:
-            if stat.S_ISDIR(st.st_mode):
-                _rmtree_at(fd, path)
-            else:
-                os.unlink(path, dir_fd=fd)
+            pfd = _open_dir(fd, parent, create=False)
         except OSError as exc:
             raise FsError(exc.errno or errno.EIO, f"cannot remove {path} on disk: {exc.strerror}") from None
+        if pfd is None:
+            return  # a parent is missing or not a directory (a symlink): nothing of the tree lies there
+        try:
+            st = _lstat(pfd, name)
+            if st is None:
+                return
+            if stat.S_ISDIR(st.st_mode):
+                _rmtree_at(pfd, name)
+            else:
+                os.unlink(name, dir_fd=pfd)
+        except OSError as exc:
+            raise FsError(exc.errno or errno.EIO, f"cannot remove {path} on disk: {exc.strerror}") from None
+        finally:
+            os.close(pfd)
 
     def _put(self, fd: int, path: str, state: State) -> None:
         session = self.session
         kind = state["kind"]
-        parent = path.rpartition("/")[0]
+        parent, _, name = path.rpartition("/")
+        pfd = None
         try:
-            if parent:
-                _makedirs_at(fd, parent)
-            existing = _lstat(fd, path)
+            pfd = _open_dir(fd, parent, create=True)
+            existing = _lstat(pfd, name)
             if kind == "dir":
                 if existing is not None and not stat.S_ISDIR(existing.st_mode):
-                    os.unlink(path, dir_fd=fd)
+                    os.unlink(name, dir_fd=pfd)
                     existing = None
                 if existing is None:
-                    os.mkdir(path, state["mode"] & 0o7777, dir_fd=fd)
-                os.chmod(path, state["mode"] & 0o7777, dir_fd=fd)
+                    os.mkdir(name, state["mode"] & 0o7777, dir_fd=pfd)
+                # (No fchmod on an O_PATH descriptor; `name` was just checked or made a directory.)
+                os.chmod(name, state["mode"] & 0o7777, dir_fd=pfd)
                 return
             if existing is not None and stat.S_ISDIR(existing.st_mode):
-                _rmtree_at(fd, path)
-            tmp = f"{parent + '/' if parent else ''}.{path.rpartition('/')[2][:200]}.vfs-sync-{os.getpid()}"
-            _unlink_quiet(fd, tmp)
+                _rmtree_at(pfd, name)
+            tmp = f".{name[:200]}.vfs-sync-{os.getpid()}"
+            _unlink_quiet(pfd, tmp)
             if kind == "file":
                 data = session.state_content(path, state)
-                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=fd)
+                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                              dir_fd=pfd)
                 try:
                     view = memoryview(data)
                     while view:
@@ -254,20 +278,106 @@ class Syncer:
                 finally:
                     os.close(out)
             elif kind == "symlink":
-                os.symlink(session.state_content(path, state), os.fsencode(tmp), dir_fd=fd)
+                os.symlink(session.state_content(path, state), os.fsencode(tmp), dir_fd=pfd)
             else:
-                os.mknod(tmp, state["mode"], state.get("rdev", 0), dir_fd=fd)
-            os.rename(tmp, path, src_dir_fd=fd, dst_dir_fd=fd)
+                os.mknod(tmp, state["mode"], state.get("rdev", 0), dir_fd=pfd)
+            os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
             self._rebase(path)
         except OSError as exc:
             raise FsError(exc.errno or errno.EIO, f"cannot write {path} to disk: {exc.strerror}") from None
+        finally:
+            if pfd is not None:
+                os.close(pfd)
+
+
+def passthrough_at(session: "Session", path: str) -> bool:
+    """True when `path` (or one of its parents) is a passthrough path: it lives on disk, not in memory.
+
+    Such paths are not journaled, not versioned and never synced; batches and
+    rollbacks refuse them (they would write the disk behind the journal's back).
+    """
+    tree = session.tree
+    node = tree.nodes[ROOT]
+    parts = [p for p in path.split("/") if p]
+    for i, part in enumerate(parts):
+        if node.disk:
+            return True
+        child = None
+        if node.is_dir:
+            try:
+                child = tree.lookup(node, part)
+            except FsError:
+                child = None
+        if child is None:
+            # Not in the tree (yet): the rules decide where new entries would go; every
+            # missing parent would be a directory, the last one either.
+            if not tree.passthrough or not node.is_dir:
+                return False
+            for j in range(i, len(parts)):
+                done = "/".join(parts[:j + 1])
+                if tree.passthrough(done, True) or (j == len(parts) - 1 and tree.passthrough(done, False)):
+                    return True
+            return False
+        node = child
+    return node.disk
+
+
+# O_PATH: walking needs search permission only; O_DIRECTORY|O_NOFOLLOW: a symlink answers ENOTDIR.
+_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_dir(fd: int, rel: str, *, create: bool) -> int | None:
+    """A descriptor of directory `rel` below `fd`, reached without following any symlink.
+
+    With `create`, missing directories are made (0755) and anything else in
+    the way (a file, a symlink) is replaced by a directory; without, None
+    when some component is missing or not a directory.  The caller closes it.
+    """
+    cur = os.dup(fd)
+    try:
+        for part in [p for p in rel.split("/") if p]:
+            try:
+                nxt = os.open(part, _DIR_FLAGS, dir_fd=cur)
+            except FileNotFoundError:
+                if not create:
+                    os.close(cur)
+                    return None
+                os.mkdir(part, 0o755, dir_fd=cur)
+                nxt = os.open(part, _DIR_FLAGS, dir_fd=cur)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                    raise
+                if not create:
+                    os.close(cur)
+                    return None
+                os.unlink(part, dir_fd=cur)
+                os.mkdir(part, 0o755, dir_fd=cur)
+                nxt = os.open(part, _DIR_FLAGS, dir_fd=cur)
+            os.close(cur)
+            cur = nxt
+    except BaseException:
+        os.close(cur)
+        raise
+    return cur
 
 
 def _lstat(fd: int, path: str):
-    try:
-        return os.stat(path, dir_fd=fd, follow_symlinks=False)
-    except FileNotFoundError:
+    """lstat of `path` below `fd` without following symlinks in any component (None: not there)."""
+    parent, _, name = path.rpartition("/")
+    if not parent:
+        try:
+            return os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+    pfd = _open_dir(fd, parent, create=False)
+    if pfd is None:
         return None
+    try:
+        return os.stat(name, dir_fd=pfd, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    finally:
+        os.close(pfd)
 
 
 def _unlink_quiet(fd: int, path: str) -> None:
@@ -277,27 +387,9 @@ def _unlink_quiet(fd: int, path: str) -> None:
         pass
 
 
-def _makedirs_at(fd: int, path: str) -> None:
-    done = ""
-    for part in path.split("/"):
-        done = f"{done}/{part}" if done else part
-        st = _lstat(fd, done)
-        if st is None:
-            os.mkdir(done, 0o755, dir_fd=fd)
-        elif not stat.S_ISDIR(st.st_mode):
-            os.unlink(done, dir_fd=fd)
-            os.mkdir(done, 0o755, dir_fd=fd)
+def _rmtree_at(fd: int, name: str) -> None:
+    """Remove directory `name` (one component) of directory `fd` and everything below it.
 
-
-def _rmtree_at(fd: int, path: str) -> None:
-    sub = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-    try:
-        for name in os.listdir(sub):
-            st = os.stat(name, dir_fd=sub, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                _rmtree_at(sub, name)
-            else:
-                os.unlink(name, dir_fd=sub)
-    finally:
-        os.close(sub)
-    os.rmdir(path, dir_fd=fd)
+    shutil's descriptor-based walk never follows a symlink out of the tree.
+    """
+    shutil.rmtree(name, dir_fd=fd)

@@ -267,6 +267,11 @@ class Tree:
                 node.parent, node.name = min(node.links)
             if len(node.links) <= 1:
                 node.links.clear()
+        elif (node.parent, node.name) == (parent.ino, name):
+            # Its only name is gone.  Kept, the old name would look like a second link to the
+            # `_attach` of a rename: a stale entry in `links` that could later become the
+            # primary name (and a passthrough node would then read another file).
+            node.parent, node.name = 0, ""
 
     def entries(self, dirnode: Node) -> DirEntries:
         """The directory's entries, listing the base (or disk) the first time."""
@@ -543,7 +548,7 @@ class Tree:
         if self._is_disk_child(parent, name, True):
             node = self._disk_new(parent, name, caller,
                                   lambda rel: os.mkdir(rel, mode & 0o7777, dir_fd=self.disk_fd), mode)
-            parent.nlink += 1
+            self._subdirs(parent, +1)
             return node
         uid, gid, mode = self._owner(parent, caller, mode)
         node = self._new_node(mode, uid, gid)
@@ -662,7 +667,8 @@ class Tree:
             raise FsError(errno.ENOTEMPTY, f"directory not empty: {name}")
         self._detach(parent, name, child)
         child.nlink = 0
-        parent.nlink -= 1
+        child.dir_size = 0
+        self._subdirs(parent, -1)
         child.touch(content=False)
         parent.touch()
         self._maybe_free(child)
@@ -670,10 +676,21 @@ class Tree:
             self.recorder.changed("rmdir", [path], caller)
 
     # ------------------------------------------------------------------ rename
+    @staticmethod
+    def _subdirs(parent: Node, delta: int) -> None:
+        """A subdirectory came (+1) or went (-1): a memory directory's link count is 2 + its
+        subdirectories.  A disk directory's count comes from the disk (its node starts at 2
+        whatever it holds), so there `nlink` only says "linked" and must not move: counting
+        moves out of it would bring a live directory to 0, i.e. "removed"."""
+        if not parent.disk:
+            parent.nlink += delta
+
     def _is_ancestor(self, maybe_ancestor: Node, node: Node) -> bool:
         while node.ino != ROOT:
             if node.ino == maybe_ancestor.ino:
                 return True
+            if node.parent not in self.nodes:
+                return False  # a removed directory: no longer below anything
             node = self.nodes[node.parent]
         return maybe_ancestor.ino == ROOT
 
@@ -730,8 +747,8 @@ class Tree:
             self._attach(old_parent, old_name, dst)
             if src.is_dir != dst.is_dir:
                 delta = 1 if src.is_dir else -1
-                new_parent.nlink += delta
-                old_parent.nlink -= delta
+                self._subdirs(new_parent, delta)
+                self._subdirs(old_parent, -delta)
             dst.touch(content=False)
         else:
             if dst is not None:
@@ -739,7 +756,7 @@ class Tree:
                 dst.nlink -= 2 if dst.is_dir else 1
                 if dst.is_dir:
                     dst.nlink = 0
-                    new_parent.nlink -= 1
+                    self._subdirs(new_parent, -1)
                 if dst.is_reg and dst.opens > 0:
                     self.load(dst)
                 dst.touch(content=False)
@@ -747,8 +764,8 @@ class Tree:
             self._detach(old_parent, old_name, src)
             self._attach(new_parent, new_name, src)
             if src.is_dir and old_parent is not new_parent:
-                old_parent.nlink -= 1
-                new_parent.nlink += 1
+                self._subdirs(old_parent, -1)
+                self._subdirs(new_parent, +1)
         src.touch(content=False)
         old_parent.touch()
         new_parent.touch()

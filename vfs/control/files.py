@@ -114,7 +114,7 @@ def build_root(ws: "Workspace") -> CNode:
     files["events"] = lambda: CNode(("f", "events"), stream=ws.open_event_stream)
 
     command("rollback", "usage: echo 'PATH [N]' | 'SEQ' | '@CHECKPOINT' > .vfs/rollback\n",
-            lambda text, agent: ws.rollback_command(text, agent))
+            lambda text, agent: ws.rollback_command(_no_huge_numbers(ws, text), agent))
     command("checkpoint", "usage: echo NAME > .vfs/checkpoint\ncheckpoints (name seq time):\n",
             lambda text, agent: ws.checkpoint(text.strip(), agent=agent),
             listing=lambda: "".join(f"{n} {s} {t}\n" for n, s, t in ws.checkpoints()))
@@ -158,6 +158,17 @@ def build_root(ws: "Workspace") -> CNode:
         return None
 
     return CNode(("d", ""), is_dir=True, list=lambda: names, child=child)
+
+
+def _no_huge_numbers(ws: "Workspace", text: str) -> str:
+    """Refuse a SEQ or version of more than 18 digits: no journal gets there, and Python
+    refuses to convert numbers of over 4,300 digits (ValueError, not a user error)."""
+    m = re.fullmatch(r"(?:(.*?)\s+)?([0-9]{19,})", text.strip())
+    if m is not None:
+        if m.group(1) is None:
+            raise FsError(errno.ENOENT, f"no journal entry {m.group(2)[:19]}... (head is {ws.session.head()})")
+        raise FsError(errno.ENOENT, f"{m.group(1)} has no version {m.group(2)[:19]}...")
+    return text
 
 
 def _branch_text(ws: "Workspace") -> str:

@@ -35,6 +35,7 @@ import codecs
 import errno
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -54,6 +55,8 @@ CONTROL_INO = 1 << 40
 CONTROL_FH = 1 << 40
 MAX_COMMAND_BYTES = 64 << 20
 MAX_LINE_BYTES = 1 << 20
+SMALL_JSON = 64 << 10  # batches up to this size are judged at every newline (see ControlTree.write)
+MAX_MESSAGE = 2000  # characters of an outcome kept for `cat` (user input is echoed in reasons)
 
 
 @dataclass
@@ -140,6 +143,7 @@ class _Handle:
     # The refusal that spent this handle (see module docstring), else None.
     failed: FsError | None = None
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")())
+    nesting: "_Nesting" = field(default_factory=lambda: _Nesting())
 
 
 class ControlTree:
@@ -357,10 +361,17 @@ class ControlTree:
             self._spend(h, FsError(errno.EINVAL, "command contains NUL"))
         h.buffer += buf
         if h.node.whole:
-            if h.buffer.endswith(b"\n") and _complete_json(bytes(h.buffer)):
+            h.nesting.feed(bytes(buf))
+            # Parsing the whole buffer at every newline costs quadratic time in
+            # its size (a big pretty-printed batch written line by line would
+            # stall the FUSE loop for minutes): past SMALL_JSON bytes, try only
+            # once every bracket opened was closed.
+            if h.buffer.endswith(b"\n") and (len(h.buffer) <= SMALL_JSON or h.nesting.closed()) \
+                    and _complete_json(bytes(h.buffer)):
                 text, h.buffer = bytes(h.buffer), bytearray()
+                h.nesting = _Nesting()
                 await self._run(h, text)
-        else:
+        elif b"\n" in buf:  # (only a new chunk can complete a line: no rescan of a long one)
             while b"\n" in h.buffer:
                 line, _, rest = bytes(h.buffer).partition(b"\n")
                 h.buffer = bytearray(rest)
@@ -419,12 +430,33 @@ class ControlTree:
             h.failed = err
             self._fail(node, err)
             raise err from None
-        node.last = ("ok", message, time.time())
+        node.last = ("ok", _one_line(message), time.time())
         if self.after_command is not None:
             await trio.to_thread.run_sync(self.after_command)
 
     def _fail(self, node: CNode, exc: FsError) -> None:
-        node.last = ("error", f"{exc.reason} [{errno.errorcode.get(exc.errno, exc.errno)}]", time.time())
+        reason = _one_line(exc.reason)
+        node.last = ("error", f"{reason} [{errno.errorcode.get(exc.errno, exc.errno)}]", time.time())
+
+
+# Line breaks and other control characters a user's input can carry into a message
+# (a path from a JSON batch may hold "\n"): shown escaped, so that the outcome stays
+# the one last line of `cat FILE`.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _one_line(text: str) -> str:
+    """`text` on one line, at most about MAX_MESSAGE characters (a refused 1 MiB path is not echoed whole)."""
+    text = _CONTROL.sub(_escape, text)
+    if len(text) > MAX_MESSAGE:
+        text = f"{text[:MAX_MESSAGE // 2]}...({len(text) - MAX_MESSAGE} characters)...{text[-MAX_MESSAGE // 2:]}"
+    return text
+
+
+def _escape(m: "re.Match") -> str:
+    c = m.group()
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(c) or \
+        (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
 
 
 # Signals whose default action does not end the process (chld, cont, stop, tstp, ttin, ttou, urg, winch).
@@ -456,6 +488,60 @@ def _dying(pid: int) -> bool:
     return bool(fatal & ~_HARMLESS)
 
 
+class _Nesting:
+    """Bracket depth of a JSON text fed in pieces, outside strings; linear in the bytes fed.
+
+    Only a hint for when a complete document may have arrived: `closed()`
+    says no bracket is open (and no string), so it is worth parsing now.
+    """
+
+    _OUTSIDE = re.compile(rb'["\[\]{}]')
+    _INSIDE = re.compile(rb'["\\]')
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.in_string = False
+        self.escaped = False  # the last byte fed was a backslash inside a string
+        self.opened = False
+        self.blank = True  # nothing but whitespace so far
+
+    def feed(self, data: bytes) -> None:
+        if self.blank and data.strip():
+            self.blank = False
+        pos, end = 0, len(data)
+        if self.escaped and end:
+            pos, self.escaped = 1, False
+        while pos < end:
+            if self.in_string:
+                m = self._INSIDE.search(data, pos)
+                if m is None:
+                    return
+                if m.group() == b"\\":
+                    if m.end() >= end:
+                        self.escaped = True
+                        return
+                    pos = m.end() + 1
+                else:
+                    self.in_string, pos = False, m.end()
+                continue
+            m = self._OUTSIDE.search(data, pos)
+            if m is None:
+                return
+            c, pos = m.group(), m.end()
+            if c == b'"':
+                self.in_string = True
+            elif c in (b"[", b"{"):
+                self.depth += 1
+                self.opened = True
+            else:
+                self.depth -= 1
+
+    def closed(self) -> bool:
+        if self.in_string:
+            return False
+        return self.depth <= 0 if self.opened else not self.blank  # (no bracket: a scalar or garbage)
+
+
 def _complete_json(raw: bytes) -> bool:
     """True when `raw` is one complete JSON document (or clearly not JSON at all)."""
     import json
@@ -463,6 +549,8 @@ def _complete_json(raw: bytes) -> bool:
     try:
         json.loads(raw)
         return True
+    except RecursionError:
+        return True  # nested too deeply to be a batch: refuse it now
     except ValueError as exc:
         # Incomplete documents fail at their very end; anything else is a real error to report now.
         pos = getattr(exc, "pos", None)
