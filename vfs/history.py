@@ -68,17 +68,7 @@ def versions(session: "Session", path: str) -> list[Version]:
     """The contents `path` held, oldest first (see module docstring)."""
     path = check_rel_path(path)
     journal = require_journal(session)
-    out: list[Version] = []
-    for entry in _entries_touching(journal, path):
-        for p, before, after in _deltas(entry):
-            if p != path:
-                continue
-            if not out and before is not None and before.get("kind") == "file":
-                out.append(Version(1, 0, 0.0, "base", "base", before))
-            if after is not None and after.get("kind") == "file":
-                if out and out[-1].state == after:
-                    continue
-                out.append(Version(len(out) + 1, entry.seq, entry.time, entry.agent, entry.op, after))
+    out = list(_journal_versions(journal, path))
     if not out:
         with session.lock:
             if path in session.overlay:
@@ -122,6 +112,8 @@ class _PathIndex:
         self.lock = threading.Lock()
         self.upto = 0  # Invariant: every committed entry with seq <= upto is indexed
         self.seqs: dict[str, list[int]] = {}
+        # path -> ((count, first, last) of its seqs, its versions): see _journal_versions.
+        self.versions: dict[str, tuple[tuple[int, int, int], list[Version]]] = {}
 
     def seqs_of(self, journal, path: str) -> list[int]:
         with self.lock:
@@ -145,17 +137,43 @@ _INDEXES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _INDEXES_LOCK = threading.Lock()
 
 
-def _entries_touching(journal, path: str) -> list:
+def _journal_versions(journal, path: str) -> list[Version]:
+    """The versions the journal's entries give `path` (shared: do not mutate).
+
+    Kept per path until an entry touching it is appended or trimmed: listing
+    `versions/PATH` asks for them once per version file (lookup, size, read),
+    and rebuilding them each time made an `ls` cost O(versions x entries) --
+    seconds of a blocked FUSE loop for a busy file, while other paths change.
+    """
     with _INDEXES_LOCK:
         index = _INDEXES.get(journal)
         if index is None:
             index = _INDEXES[journal] = _PathIndex()
-    out = []
-    for seq in index.seqs_of(journal, path):
+    seqs = index.seqs_of(journal, path)
+    key = (len(seqs), seqs[0] if seqs else 0, seqs[-1] if seqs else 0)
+    with index.lock:
+        hit = index.versions.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    out: list[Version] = []
+    for seq in seqs:
         try:
-            out.append(journal.entry(seq))
+            entry = journal.entry(seq)
         except KeyError:
             continue  # trimmed meanwhile
+        for p, before, after in _deltas(entry):
+            if p != path:
+                continue
+            if not out and before is not None and before.get("kind") == "file":
+                out.append(Version(1, 0, 0.0, "base", "base", before))
+            if after is not None and after.get("kind") == "file":
+                if out and out[-1].state == after:
+                    continue
+                out.append(Version(len(out) + 1, entry.seq, entry.time, entry.agent, entry.op, after))
+    with index.lock:
+        if len(index.versions) >= 256:
+            index.versions.clear()
+        index.versions[path] = (key, out)
     return out
 
 

@@ -529,6 +529,8 @@ class Session:
             raise FsError(errno.EISDIR, f"is a directory: {path}")
         elif not node.is_reg or node.disk:
             raise FsError(errno.EINVAL, f"not a regular in-memory file: {path}")
+        else:
+            node = self._fresh_inode(parent, name, node)
         self.tree.dirtied(node)
         node.data = bytearray(data)
         node.unsaved = False
@@ -615,6 +617,8 @@ class Session:
                 data = contents(path, state)
                 if node is None:
                     node = self.tree.create(parent, name, 0o666, API_CALLER)
+                else:
+                    node = self._fresh_inode(parent, name, node)
                 self.tree.dirtied(node)
                 node.data = bytearray(data)
                 node.mode = state["mode"]
@@ -627,6 +631,24 @@ class Session:
             self.changed("apply", [path], API_CALLER)
             changed.append(path)
         return changed
+
+    def _fresh_inode(self, parent: Node, name: str, node: Node) -> Node:
+        """A new, empty inode in place of the regular file `node` (named `name` in `parent`),
+        with its owner and mode: new content goes there, as a save by rename does.
+
+        Why: changes that do not come through the kernel reach it by asynchronous
+        invalidations.  Until they ran, a reader may still hold the file's old size,
+        and new bytes read under an old size come out cut (a torn read).  A new inode
+        leaves the old one whole for whoever still sees it, and the kernel learns the
+        new one by lookup.  A file with other hard links is changed in place (its
+        other names must see the new content).
+        """
+        if node.nlink != 1 or node.disk or not node.is_reg:
+            return node
+        self.tree.unlink(parent, name, API_CALLER)
+        fresh = self.tree.create(parent, name, node.mode, Caller(API_CALLER.uid, API_CALLER.gid, 0, 0))
+        fresh.uid, fresh.gid, fresh.mode = node.uid, node.gid, node.mode
+        return fresh
 
     def delete_tree_node(self, parent: Node, name: str, node: Node) -> None:
         """Remove `node` (named `name` in `parent`) and everything below it."""
