@@ -11,13 +11,16 @@ objects are in a pack, as in a real clone), then prints:
 Target: <= 50 ms for 10 changed files in a 3,000-file repository, flat in
 repository size.  Usage:
 
-    python scripts/bench_gitsync.py [--sizes 3000 6000] [--runs 15] [--dir /tmp]
+    python scripts/bench_gitsync.py [--sizes 3000 6000] [--runs 15] [--dir /tmp] [--json PATH]
+
+`--json PATH` also writes the measurements (seconds) as JSON.
 
 The git CLI is used only to build the repositories.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import random
@@ -69,7 +72,7 @@ def median_ms(samples: list[float]) -> float:
     return 1000 * statistics.median(samples)
 
 
-def bench_size(root: Path, n_files: int, runs: int) -> None:
+def bench_size(root: Path, n_files: int, runs: int) -> dict:
     path = root / f"repo{n_files}"
     build_repo(path, n_files)
     info = open_source(path)
@@ -89,6 +92,7 @@ def bench_size(root: Path, n_files: int, runs: int) -> None:
         opens.append(t1 - t0)
         firsts.append(t2 - t0)
     print(f"{n_files:>6} files | GitBase open {median_ms(opens):6.2f} ms | open + first stat/read {median_ms(firsts):6.2f} ms")
+    result = {"files": n_files, "runs": runs, "open_s": opens, "open_first_read_s": firsts, "commit_s": {}}
 
     rng = random.Random(1)
     for k in (1, 10, 100):
@@ -104,6 +108,8 @@ def bench_size(root: Path, n_files: int, runs: int) -> None:
         branch.close()
         print(f"{n_files:>6} files | DiffBranch.commit {k:>3} changed: median {median_ms(times):6.2f} ms"
               f" (min {1000 * min(times):6.2f}, max {1000 * max(times):6.2f})")
+        result["commit_s"][str(k)] = times
+    return result
 
 
 def main() -> int:
@@ -111,12 +117,17 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[3000, 6000])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--dir", default=None, help="where to build the repositories (default: system temp)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the measurements as JSON to this file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    report = {"sizes": {}, "runs": args.runs, "loadavg_start": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="bench_gitsync-", dir=args.dir) as tmp:
         print(f"repositories under {tmp}")
         for n in args.sizes:
-            bench_size(Path(tmp), n, args.runs)
+            report["sizes"][str(n)] = bench_size(Path(tmp), n, args.runs)
+    if args.json:
+        report["loadavg_end"] = os.getloadavg()
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

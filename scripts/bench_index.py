@@ -2,6 +2,7 @@
 """Benchmark the semantic index on Django's sdist, side by side with rg and jedi.
 
 Usage: python scripts/bench_index.py [--cache DIR] [--jedi-symbols N] [--jedi-budget SECONDS]
+       [--skip-parsers] [--skip-jedi] [--json PATH]
 
 Downloads the Django sdist once into ``~/.cache/vfs-bench`` (``pip download
 django --no-deps --no-binary :all:``; PyPI's JSON API as a fallback),
@@ -17,6 +18,8 @@ extracts it, and prints a Markdown table:
   functions and classes: time ratio, agreement (share of jedi's hits we
   find) and what our extra hits are;
 - memory per 100k lines (tracemalloc, and RSS, in a fresh process).
+
+``--json PATH`` also writes the measurements (seconds, bytes, counts) as JSON.
 
 Run from the repository root (``index`` must be importable).  Timings on a
 shared 2-core machine are noisy: the load average is printed with them.
@@ -330,6 +333,7 @@ def main() -> None:
     parser.add_argument("--jedi-budget", type=float, default=420.0, help="seconds jedi may take in total")
     parser.add_argument("--skip-parsers", action="store_true", help="skip the parser comparison")
     parser.add_argument("--skip-jedi", action="store_true", help="skip the comparison with jedi")
+    parser.add_argument("--json", type=Path, default=None, help="also write the measurements as JSON to this file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -338,6 +342,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="vfs-bench-"))
     cache = args.cache or workdir / "cache"
     print(f"# vfs index benchmark: {root.name}, {len(files)} .py files, {os.cpu_count()} cores, {load()}\n")
+    report: dict = {"corpus": root.name, "py_files": len(files), "cores": os.cpu_count(),
+                    "loadavg_start": os.getloadavg(), "args": {k: str(v) for k, v in vars(args).items()}}
 
     rows: list[tuple[str, str, str, str]] = []
     if not args.skip_parsers:
@@ -348,6 +354,7 @@ def main() -> None:
         for key in ("ast", "ast+extract", "libcst", "libcst+metadata"):
             print(f"| {key} | {p[key]:.2f} s | {lines / p[key]:,.0f} |")
         print()
+        report["parsers"] = {**p, "lines_per_s": {key: lines / p[key] for key in ("ast", "ast+extract", "libcst", "libcst+metadata")}}
 
     builds = bench_builds(root, files, cache)
     stats = builds["stats"]
@@ -374,11 +381,17 @@ def main() -> None:
     body, api = reindex["body"], reindex["api"]
     rows.append(("one-file reindex, body edit (p50 / p95)", f"{ms(percentile(body, .5))} / {ms(percentile(body, .95))}", "—", "p50 ≤ 20 ms"))
     rows.append(("one-file reindex, API edit (p50 / p95)", f"{ms(percentile(api, .5))} / {ms(percentile(api, .95))}", "—", "(refreshes dependents)"))
+    report["build"] = {"cold_s": builds["cold"], "cold_cpu_main_s": builds["cold_cpu_main"],
+                       "cold_cpu_workers_s": builds["cold_cpu_workers"], "warm_s": warm, "warm_cpu_s": builds["warm_cpu"],
+                       "stats": stats}
+    report["reindex"] = {"edits": len(body), "body_p50_s": percentile(body, .5), "body_p95_s": percentile(body, .95),
+                         "api_p50_s": percentile(api, .5), "api_p95_s": percentile(api, .95)}
 
     symbols = pick_symbols(index, max(args.jedi_symbols, 50))
     dvr = bench_definitions_vs_rg(index, root, symbols)
     ours_d, rg_d = statistics.median(dvr["ours"]), statistics.median(dvr["rg"])
     rows.append((f"definitions(NAME) vs `rg -w NAME` ({len(symbols)} names, median)", ms(ours_d), ms(rg_d), f"{rg_d / ours_d:,.0f}× faster"))
+    report["definitions_vs_rg"] = {"names": len(symbols), "ours_median_s": ours_d, "rg_median_s": rg_d}
 
     jedi_result = {"per_symbol": []}
     if not args.skip_jedi:
@@ -396,6 +409,12 @@ def main() -> None:
                 f"{ours_t * 1000:.1f} ms", f"{jedi_t:.1f} s", f"{jedi_t / max(ours_t, 1e-9):,.0f}× faster",
             )
         )
+        report["references_vs_jedi"] = {
+            "symbols": len(done), "asked": jedi_result["asked"], "failures": jedi_result["failures"],
+            "ours_total_s": ours_t, "jedi_total_s": jedi_t, "jedi_hits": total_jedi, "found": found, "found_any": found_any,
+            "agreement": found / max(total_jedi, 1), "agreement_with_candidates": found_any / max(total_jedi, 1),
+            "extra": jedi_result["extra"], "missed": jedi_result["missed"],
+        }
         rows.append(
             (
                 "agreement: share of jedi's hits we resolve",
@@ -407,6 +426,7 @@ def main() -> None:
 
     mem = bench_memory(root, cache)
     per = 100_000 / mem["lines"]
+    report["memory"] = {**mem, "traced_per_100k_lines": mem["traced"] * per, "rss_per_100k_lines": mem["rss"] * per}
     rows.append(("memory per 100k lines (tracemalloc / RSS delta)", f"{mem['traced'] * per / 2**20:.1f} MB / {mem['rss'] * per / 2**20:.1f} MB", "—", f"{mem['lines']:,} lines total"))
 
     print(f"Index: {stats['files']} files, {stats['lines']:,} lines, {stats['definitions']:,} definitions, "
@@ -431,6 +451,9 @@ def main() -> None:
             print(f"\njedi stopped after {len(done)} symbols: the {args.jedi_budget:.0f} s budget ran out.")
     print(f"\n{load()} at the end")
     shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        report["loadavg_end"] = os.getloadavg()
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
