@@ -601,6 +601,14 @@ class Session:
             state = states[path]
             if self.current_state(path) == state:
                 continue
+            if path == "":
+                root = self.tree.nodes[ROOT]  # the root's own mode (chmod of the mount point)
+                if state.get("kind") == "dir":
+                    root.mode = state["mode"]
+                    root.touch(content=False)
+                    self.changed("apply", [path], API_CALLER)
+                    changed.append(path)
+                continue
             parent_path, _, name = path.rpartition("/")
             parent = self._ensure_dirs(parent_path)
             node = self.tree.lookup(parent, name)

@@ -247,6 +247,9 @@ class Syncer:
     def _put(self, fd: int, path: str, state: State) -> None:
         session = self.session
         kind = state["kind"]
+        if path == "":
+            os.fchmod(fd, state["mode"] & 0o7777)  # the root's own mode
+            return
         parent, _, name = path.rpartition("/")
         pfd = None
         try:
