@@ -61,25 +61,62 @@ class WorktreeBase:
     def close(self) -> None:
         os.close(self.dir_fd)
 
-    def _rel(self, rel: str) -> str:
-        return rel if rel else "."
+    def _parent(self, rel: str) -> tuple[int, str, bool]:
+        """(descriptor of rel's directory, last component, whether to close the descriptor).
+
+        Parent components are opened one by one with O_NOFOLLOW: a symlink on
+        disk never leads a base path elsewhere (not outside the tree, and not to
+        another place inside it), as the session's tree never follows one either.
+        Raises FileNotFoundError when a component is missing or not a directory.
+        """
+        if not rel or "/" not in rel:
+            return self.dir_fd, rel or ".", False
+        parent, _, name = rel.rpartition("/")
+        fd = self.dir_fd
+        try:
+            for part in parent.split("/"):
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                if fd != self.dir_fd:
+                    os.close(fd)
+                fd = nxt
+        except OSError as exc:
+            if fd != self.dir_fd:
+                os.close(fd)
+            raise FileNotFoundError(exc.errno, f"{rel}: {exc.strerror}") from None
+        return fd, name, fd != self.dir_fd
 
     def stat(self, rel: str) -> BaseStat | None:
         try:
-            st = os.stat(self._rel(rel), dir_fd=self.dir_fd, follow_symlinks=False)
+            fd, name, close = self._parent(rel)
+        except FileNotFoundError:
+            return None
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        finally:
+            if close:
+                os.close(fd)
         return BaseStat(st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid, st.st_gid, st.st_rdev)
 
+    def _open(self, rel: str, flags: int) -> int:
+        fd, name, close = self._parent(rel)
+        try:
+            return os.open(name, flags | os.O_NOFOLLOW, dir_fd=fd)
+        finally:
+            if close:
+                os.close(fd)
+
     def listdir(self, rel: str) -> list[str]:
-        fd = os.open(self._rel(rel), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=self.dir_fd)
+        fd = self._open(rel or ".", os.O_RDONLY | os.O_DIRECTORY) if rel else \
+            os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self.dir_fd)
         try:
             return os.listdir(fd)
         finally:
             os.close(fd)
 
     def read(self, rel: str) -> bytes:
-        fd = os.open(rel, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self.dir_fd)
+        fd = self._open(rel, os.O_RDONLY)
         try:
             chunks = []
             while True:
@@ -91,7 +128,12 @@ class WorktreeBase:
             os.close(fd)
 
     def readlink(self, rel: str) -> bytes:
-        return os.fsencode(os.readlink(rel, dir_fd=self.dir_fd))
+        fd, name, close = self._parent(rel)
+        try:
+            return os.fsencode(os.readlink(name, dir_fd=fd))
+        finally:
+            if close:
+                os.close(fd)
 
     def is_dir(self, rel: str) -> bool:
         st = self.stat(rel)

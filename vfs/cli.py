@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from .errors import FsError
 from .mounts import find_mount, is_mounted, live_mounts, state_dir_for
 
 __all__ = ["main"]
@@ -79,7 +80,8 @@ def _toml_value(raw: str):
 def _spawn_daemon(source: str, mountpoint: str, options: dict) -> int:
     log_path = state_dir_for(source) / "daemon.log"
     r, w = os.pipe()
-    with open(log_path, "ab") as log_file:
+    # 0600 like the journal: the log names paths and agents.
+    with open(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600), "ab") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "vfs.daemon", source, mountpoint, "--ready-fd", str(w),
              "--options-json", json.dumps(options)],
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except CliError as exc:
+    except (CliError, FsError) as exc:
         print(f"vfs: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -323,9 +323,8 @@ class Session:
             node = self.tree.node(ino)
             self.tree.setattr(node, caller, **fields)
             if fields.get("size") is not None and not node.disk:
-                handle = self.handles.get(fh) if fh else None
-                if handle is None and node.opens == 0:
-                    self.tree.commit(node, caller)  # truncate(2) on a path is its own close point
+                # truncate(2)/ftruncate(2) are acknowledged when they return: record now.
+                self.tree.commit(node, caller)
             return node
 
     def forget(self, ino: int, n: int) -> None:
@@ -720,6 +719,11 @@ class Session:
             disk = self.base_states.state(path)
             if path in self.overlay or (node is not None and node.unsaved):
                 mine = self.overlay.get(path, _MISSING)
+                if old_base is not None and disk is not None and old_base.get("blob") == disk.get("blob") \
+                        and path not in self.conflicts:
+                    # The disk holds what we already knew it held: a late event of our own
+                    # sync's write (the buffer changed again since), not an outside edit.
+                    return "unchanged"
                 if mine == disk:
                     self._update_overlay([(path, mine, mine)])
                     self.conflicts.pop(path, None)

@@ -223,7 +223,7 @@ def _command(mp: Path, name: str, payload: bytes) -> None:
         os.close(fd)
 
 
-def make_conflict(world: World, timeout: float = 10.0) -> bool:
+def make_conflict(world: World, timeout: float = 30.0) -> bool:
     """Dirty CONFLICT_PATH in memory, change it on disk: the watcher must report a conflict."""
     mp, disk = world.mnt, world.src / CONFLICT_PATH
     if not (mp / "fz").is_dir() or not disk.parent.is_dir() or disk.is_symlink():
