@@ -105,7 +105,43 @@ def _spawn_daemon(source: str, mountpoint: str, options: dict) -> int:
         reason = text[len("error: "):] if text.startswith("error: ") else (text or f"daemon exited; see {log_path}")
         raise CliError(reason)
     print(f"mounted {source} at {mountpoint} (pid {proc.pid})")
+    if sys.stdout.isatty():
+        _index_progress(Path(mountpoint))
     return 0
+
+
+def _index_progress(mountpoint: Path, timeout: float = 600.0) -> None:
+    """In a terminal, draw the initial index build as a progress bar (the mount already works).
+
+    Ctrl-C stops only the bar; the build goes on in the daemon.
+    """
+    status = mountpoint / ".vfs" / "status.json"
+    deadline = time.monotonic() + timeout
+    shown = False
+    try:
+        while time.monotonic() < deadline:
+            try:
+                index = json.loads(status.read_text()).get("index", {})
+            except (OSError, ValueError):
+                return
+            done, total = index.get("done", 0), index.get("total", 0)
+            if index.get("state") != "building":
+                if total == 0 and time.monotonic() < deadline - timeout + 3.0:
+                    time.sleep(0.1)  # the listing of the tree has not scheduled the build yet
+                    continue
+                break
+            if total >= 500:
+                width = 30
+                filled = width * done // max(total, 1)
+                print(f"\rindexing [{'#' * filled}{'.' * (width - filled)}] {done}/{total} files",
+                      end="", flush=True)
+                shown = True
+            time.sleep(0.2)
+        if shown:
+            print("\rindexing done" + " " * 40)
+    except KeyboardInterrupt:
+        if shown:
+            print()
 
 
 def cmd_unmount(args: argparse.Namespace) -> int:
