@@ -146,29 +146,26 @@ class CodeAgent:
                 out.append(Symbol(path, kind, qualname, int(ln), int(col)))
         return out
 
-    def find_definitions(self, name: str) -> list[Location]:
+    def _lines_or_none(self, name: str) -> list[str]:
+        """The lines of view `name`; [] when it does not exist (an unknown symbol)."""
         try:
-            text = self._view(f"defs/{name}")
+            return self._view(name).splitlines()
         except FsError as exc:
             if exc.errno == errno.ENOENT:
                 return []
             raise
+
+    def find_definitions(self, name: str) -> list[Location]:
         out = []
-        for line in text.splitlines():
+        for line in self._lines_or_none(f"defs/{name}"):
             pos, kind, qualname = line.split(" ")
             path, ln, col = _pos(pos)
             out.append(Location(path, ln, col, kind, qualname))
         return out
 
     def find_references(self, symbol: str) -> list[Ref]:
-        try:
-            text = self._view(f"refs/{symbol}")
-        except FsError as exc:
-            if exc.errno == errno.ENOENT:
-                return []
-            raise
         out = []
-        for line in text.splitlines():
+        for line in self._lines_or_none(f"refs/{symbol}"):
             parts = line.split("\t")
             path, ln, col = _pos(parts[0])
             resolved = not (len(parts) > 2 and parts[-1] == "(unresolved)")
