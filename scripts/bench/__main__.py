@@ -112,6 +112,8 @@ def render_markdown(meta: dict, rows: list[report.Row], sections: dict) -> str:
         f"- machine: {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}, {m['mem_total']} RAM, Python {m['python']}",
         f"- load average (1/5/15 min): {fmt_load(m['loadavg_start'])} at start, {fmt_load(m['loadavg_end'])} at end",
         f"- wall time: {meta['wall_s'] / 60:.1f} min",
+        *([f"- table and chart redone on {meta['rendered']['date']} from the stored results "
+           f"(`{meta['rendered']['command']}`); the figures are the run's"] if meta.get("rendered") else []),
         "",
         "Medians of repeated runs; ratio = vfs / baseline (< 1: vfs is faster or smaller). A target is an upper "
         "bound on the ratio (×) or on the vfs figure itself; `met` compares the median with it.",
@@ -178,13 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--render", type=Path, metavar="RESULTS_JSON",
                    help="run nothing: redo the table and the chart from an earlier results.json")
     args = p.parse_args(argv)
+    command = "python scripts/bench" + "".join(" " + shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     if args.render:
         old = json.loads(args.render.read_text())
+        old["rendered"] = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command}
         md = write_outputs(old, old["sections"], args.out_dir)
         print(md)
         return 0
     bl.install_signal_handlers()
-    command = "python scripts/bench" + "".join(" " + shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     load0 = os.getloadavg()
     t0 = time.monotonic()
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command, "quick": args.quick,

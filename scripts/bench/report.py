@@ -90,7 +90,7 @@ def fmt_ratio(r: float | None) -> str:
         return "—"
     if r >= 100:
         return f"{r:,.0f}×"
-    return f"{r:.3g}×" if r < 0.01 else f"{r:.2f}×"
+    return f"{r:.2g}×" if r < 0.1 else f"{r:.2f}×"
 
 
 def _cell(text: str) -> str:

@@ -264,14 +264,14 @@ def _memory_rows(m: dict) -> list[Row]:
             notes += f"; index built {r['index_ready_s']:.1f} s after mount ({r['index']['files']:,} files)"
         rows.append(Row("ops", f"100k-file tree, {label}: mount ready", r["mount_ready_s"], "s", target=2.0,
                         notes=notes))
-        rows.append(Row("ops", f"100k-file tree, {label}: daemon RSS after mount", r["rss_mount"], "B",
-                        notes="index built" if "index_ready_s" in r else ""))
+        after = "mount and index build" if "index_ready_s" in r else "mount"
+        rows.append(Row("ops", f"100k-file tree, {label}: daemon RSS after {after}", r["rss_mount"], "B"))
         for step, what in (("clustered_1pct", "1 % read, 10 whole directories"),
                            ("random_1pct", "+1 % read, random over the tree"),
                            ("random_10pct", "+8 % more, random (10 % in all)")):
             st = r[f"memory_status_{step}"] or {}
             rows.append(Row("ops", f"100k-file tree, {label}: RSS after {what}", r[f"rss_{step}"], "B",
-                            baseline=r["rss_mount"], baseline_label="after mount",
+                            baseline=r["rss_mount"], baseline_label=f"after {after}",
                             notes=(f"+{r[f'kb_per_file_{step}']:.1f} kB per file read; "
                                    f"{st.get('nodes', 0):,} inodes, {st.get('clean_buffers', 0):,} buffers; "
                                    f"read in {r[f'touch_{step}_s']:.1f} s")))
