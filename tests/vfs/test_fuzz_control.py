@@ -1227,9 +1227,6 @@ def test_resolve_merge_with_overlaps_is_carried_out(regress):
     assert _status(mp)["conflicts"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="vfs/session.py: base_changed takes the late watcher event of our own "
-                                       "sync for an outside edit when the buffer changed again (see report: "
-                                       "diff for Session.base_changed)")
 def test_sync_then_edit_is_no_conflict(regress):
     mp = regress.path
     for i in range(3):
