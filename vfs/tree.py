@@ -442,8 +442,14 @@ class Tree:
             return None
 
     def _pin(self, node: Node, rel: str) -> None:
-        """Keep an unlinked but open disk file reachable (fstat, ftruncate) through an O_PATH descriptor."""
-        if node.pin is None and node.opens > 0 and node.is_reg:
+        """`rel` is about to lose its last name: keep it reachable through an O_PATH descriptor
+        while the kernel still holds it (fstat, fchmod, ftruncate through an open descriptor).
+
+        Directories too: a directory open for reading is an `opendir`, which `opens` does not
+        count, so the kernel's lookups decide; the pin goes when the node is freed.
+        """
+        if node.pin is None and (node.opens > 0 or node.lookups > 0) and (node.is_reg or node.is_dir) \
+                and (node.is_dir or node.nlink <= 1):
             node.pin = os.open(rel, os.O_PATH | os.O_NOFOLLOW, dir_fd=self.disk_fd)
 
     def _disk_ref(self, node: Node) -> tuple[str, int | None]:
@@ -660,6 +666,7 @@ class Tree:
         path = join(self.path_of(parent) or "", name)
         if child.disk:
             try:
+                self._pin(child, path)
                 os.rmdir(path, dir_fd=self.disk_fd)
             except OSError as exc:
                 raise FsError(exc.errno or errno.EIO, str(exc)) from None
