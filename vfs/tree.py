@@ -638,11 +638,7 @@ class Tree:
             raise FsError(errno.EISDIR, f"is a directory: {name}")
         path = join(self.path_of(parent) or "", name)
         if child.disk:
-            try:
-                self._pin(child, path)
-                os.unlink(path, dir_fd=self.disk_fd)
-            except OSError as exc:
-                raise FsError(exc.errno or errno.EIO, str(exc)) from None
+            self._disk_remove(child, path, os.unlink)
         elif child.is_reg and child.opens > 0:
             self.load(child)  # an open handle keeps reading the content after the name is gone
         self._detach(parent, name, child)
@@ -652,6 +648,14 @@ class Tree:
         self._maybe_free(child)
         if not child.disk:
             self.recorder.changed("unlink", [path], caller)
+
+    def _disk_remove(self, child: Node, path: str, remove) -> None:
+        """Remove a passthrough entry on disk, pinning it first for descriptors still open on it."""
+        try:
+            self._pin(child, path)
+            remove(path, dir_fd=self.disk_fd)
+        except OSError as exc:
+            raise FsError(exc.errno or errno.EIO, str(exc)) from None
 
     def rmdir(self, parent: Node, name: str, caller: Caller) -> None:
         if name == ".":
@@ -665,11 +669,7 @@ class Tree:
             raise FsError(errno.ENOTDIR, f"not a directory: {name}")
         path = join(self.path_of(parent) or "", name)
         if child.disk:
-            try:
-                self._pin(child, path)
-                os.rmdir(path, dir_fd=self.disk_fd)
-            except OSError as exc:
-                raise FsError(exc.errno or errno.EIO, str(exc)) from None
+            self._disk_remove(child, path, os.rmdir)
         elif len(self.entries(child)):
             raise FsError(errno.ENOTEMPTY, f"directory not empty: {name}")
         self._detach(parent, name, child)
