@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from .session import Change, Session
 
 __all__ = ["Version", "versions", "rollback_path", "rollback_to_seq", "rollback_to_checkpoint",
-           "checkpoint", "CHECKPOINT_NAME", "require_journal"]
+           "checkpoint", "CHECKPOINT_NAME", "require_journal", "summarize_trimmed"]
 
 CHECKPOINT_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 
@@ -68,7 +68,13 @@ def versions(session: "Session", path: str) -> list[Version]:
     """The contents `path` held, oldest first (see module docstring)."""
     path = check_rel_path(path)
     journal = require_journal(session)
-    out = list(_journal_versions(journal, path))
+    out, retained = _journal_versions(journal, path)
+    out = list(out)
+    if out and not retained:
+        # Only the tally of trimmed history is left: it names the content now
+        # held, or nothing that can still be read.
+        with session.lock:
+            return out if session.current_state(path) == out[0].state else []
     if not out:
         with session.lock:
             if path in session.overlay:
@@ -137,8 +143,54 @@ _INDEXES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _INDEXES_LOCK = threading.Lock()
 
 
-def _journal_versions(journal, path: str) -> list[Version]:
-    """The versions the journal's entries give `path` (shared: do not mutate).
+def _is_file(state: State | None) -> bool:
+    return state is not None and state.get("kind") == "file"
+
+
+def _step(n: int, last: Version | None, entry, before: State | None,
+          after: State | None) -> tuple[int, Version | None, list[Version]]:
+    """Advance a path's tally (`n` versions so far, the newest `last`) over one
+    of its deltas; returns the new tally and the versions the delta adds."""
+    added = []
+    if n == 0 and _is_file(before):
+        last = Version(1, 0, 0.0, "base", "base", before)
+        n = 1
+        added.append(last)
+    if _is_file(after) and not (last is not None and last.state == after):
+        n += 1
+        last = Version(n, entry.seq, entry.time, entry.agent, entry.op, after)
+        added.append(last)
+    return n, last, added
+
+
+def _summary_key(path: str) -> str:
+    return "versions:" + path
+
+
+def _tally(record) -> tuple[int, Version | None]:
+    if record is None:
+        return 0, None
+    last = record.get("last")
+    return record["n"], None if last is None else Version(**last)
+
+
+def summarize_trimmed(entry, summaries) -> None:
+    """The journal's `summarize` hook: fold an entry being trimmed into the
+    tallies of the paths it changed, so numbering continues where the trimmed
+    history left it.  Invariant: a version's number never changes; a version
+    whose entry was trimmed is either still listed under its number (the
+    content the retained history starts from) or gone (ENOENT), never renamed."""
+    for path, before, after in _deltas(entry):
+        n, last, _added = _step(*_tally(summaries.get(_summary_key(path))), entry, before, after)
+        summaries.put(_summary_key(path), {"n": n, "last": None if last is None else {
+            "n": last.n, "seq": last.seq, "time": last.time, "agent": last.agent, "op": last.op,
+            "state": last.state}})
+
+
+def _journal_versions(journal, path: str) -> tuple[list[Version], bool]:
+    """The versions the journal gives `path`: the tally of its trimmed history,
+    then its retained entries (shared: do not mutate); and whether any retained
+    entry changed `path`.
 
     Kept per path until an entry touching it is appended or trimmed: listing
     `versions/PATH` asks for them once per version file (lookup, size, read),
@@ -149,31 +201,47 @@ def _journal_versions(journal, path: str) -> list[Version]:
         index = _INDEXES.get(journal)
         if index is None:
             index = _INDEXES[journal] = _PathIndex()
-    seqs = index.seqs_of(journal, path)
-    key = (len(seqs), seqs[0] if seqs else 0, seqs[-1] if seqs else 0)
-    with index.lock:
-        hit = index.versions.get(path)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    out: list[Version] = []
-    for seq in seqs:
-        try:
-            entry = journal.entry(seq)
-        except KeyError:
-            continue  # trimmed meanwhile
-        for p, before, after in _deltas(entry):
-            if p != path:
-                continue
-            if not out and before is not None and before.get("kind") == "file":
-                out.append(Version(1, 0, 0.0, "base", "base", before))
-            if after is not None and after.get("kind") == "file":
-                if out and out[-1].state == after:
-                    continue
-                out.append(Version(len(out) + 1, entry.seq, entry.time, entry.agent, entry.op, after))
+    for _attempt in range(8):  # a trim between reading the tally and the entries: read again
+        first = journal.first_seq()
+        seqs = index.seqs_of(journal, path)
+        key = (len(seqs), seqs[0] if seqs else 0, seqs[-1] if seqs else 0)
+        with index.lock:
+            hit = index.versions.get(path)
+        if hit is not None and hit[0] == key:
+            return hit[1], bool(seqs)
+        out = _versions_from(journal, path, seqs)
+        if out is not None and journal.first_seq() == first:
+            break
+    else:
+        raise FsError(errno.EAGAIN, f"the journal kept trimming while reading the versions of {path}")
     with index.lock:
         if len(index.versions) >= 256:
             index.versions.clear()
         index.versions[path] = (key, out)
+    return out, bool(seqs)
+
+
+def _versions_from(journal, path: str, seqs: list[int]) -> list[Version] | None:
+    """Versions from the trimmed tally and the entries `seqs`; None when one of
+    them was trimmed meanwhile."""
+    n, last = _tally(journal.summary(_summary_key(path)))
+    if not seqs:
+        return [last] if last is not None else []
+    out: list[Version] = []
+    starting = True
+    for seq in seqs:
+        try:
+            entry = journal.entry(seq)
+        except KeyError:
+            return None
+        for p, before, after in _deltas(entry):
+            if p != path:
+                continue
+            if starting and last is not None and _is_file(before) and before == last.state:
+                out.append(last)
+            starting = False
+            n, last, added = _step(n, last, entry, before, after)
+            out.extend(added)
     return out
 
 
@@ -203,7 +271,8 @@ def rollback_path(session: "Session", path: str, version: int | None = None, *,
         else:
             matches = [v for v in history if v.n == version]
             if not matches:
-                raise FsError(errno.ENOENT, f"{path} has no version {version} (versions 1..{len(history)})")
+                raise FsError(errno.ENOENT, f"{path} has no version {version} "
+                                            f"(versions {history[0].n}..{history[-1].n})")
             target = matches[0]
         with session.compound("rollback", agent, info={"target": f"{path}@{target.n}"}) as result:
             session.apply_states({path: target.state}, session.state_content)

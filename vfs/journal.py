@@ -12,9 +12,14 @@ A `Journal` is one SQLite database in WAL mode holding:
   path, written in the same transaction as the entries that explain it, so a
   remount after `kill -9` finds the two in agreement.
 - *checkpoints*, *pins* (blobs kept alive on request) and free-form *meta*.
+- *summaries* of trimmed history: when entries are trimmed, the optional
+  `summarize(entry, summaries)` hook folds each of them, oldest first, into
+  opaque JSON records keyed by string (history keeps per-path version counts
+  there, so version numbers survive trimming); written in the trimming
+  transaction, read back with `summary(key)`.
 
-What it is not: it does not interpret entries or state records (the session
-does), and it never reads the served tree.
+What it is not: it does not interpret entries, state records or summaries (the
+session does), and it never reads the served tree.
 
 Durability: every public mutator commits before it returns (or, inside
 `transaction()`, when the outermost block exits).  With the default
@@ -57,11 +62,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["OPS", "Entry", "Journal", "JournalError", "blob_id"]
+__all__ = ["OPS", "Entry", "Journal", "JournalError", "Summaries", "blob_id"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 1: before the refs table (migrated on open)
+SCHEMA_VERSION = 3  # 1: before the refs table, 2: before the summaries table (both migrated on open)
 # 'vfs1': lets `file(1)` and this module tell a journal from other SQLite files.
 _APPLICATION_ID = 0x76667331
 
@@ -91,6 +96,7 @@ CREATE TABLE blobs(id TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NUL
 CREATE TABLE state(path TEXT PRIMARY KEY, record TEXT NOT NULL, blob TEXT);
 CREATE INDEX state_blob ON state(blob) WHERE blob IS NOT NULL;
 CREATE TABLE pins(blob TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE summaries(key TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE checkpoints(
     ord INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, seq INTEGER NOT NULL,
     time REAL NOT NULL, info TEXT);
@@ -176,6 +182,28 @@ def _entry_blobs(before: str | None, after: str | None, info: Any) -> set[str]:
     return found
 
 
+_RAW = "\0"  # never in a path or an agent name: marks one stored as JSON
+
+
+def _to_db(text: str | None) -> str | None:
+    """`text` as SQLite can store it: a path or agent name that is not valid
+    UTF-8 (lone surrogates from `os.fsdecode`) is kept as NUL + its JSON."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _RAW + json.dumps(text)
+    return text
+
+
+def _from_db(text: str | None) -> str | None:
+    """The inverse of `_to_db`."""
+    if text and text[0] == _RAW:
+        return json.loads(text[1:])
+    return text
+
+
 def _short(blob: str | None) -> str:
     return "0000000" if blob is None else blob[:7] + ".."
 
@@ -234,8 +262,9 @@ class Entry:
 
     @classmethod
     def _from_row(cls, row: tuple) -> Entry:
-        *fields, info = row
-        return cls(*fields, info=json.loads(info) if info else {})
+        seq, when, agent, op, path, path2, *rest, info = row
+        return cls(seq, when, _from_db(agent), op, _from_db(path), _from_db(path2), *rest,
+                   info=json.loads(info) if info else {})
 
 
 @dataclass
@@ -249,6 +278,34 @@ class _Txn:
     # Blobs that lost a reference in this transaction; collected at commit.
     candidates: set[str] = field(default_factory=set)
     depth: int = 0  # nesting depth, names the savepoints
+
+
+class Summaries:
+    """The summaries table as the `summarize` hook sees it while trimming:
+    `get(key)` (None when absent) and `put(key, record)` (JSON-able); written
+    back in the trimming transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._records: dict[str, Any] = {}
+        self._dirty: set[str] = set()
+
+    def get(self, key: str) -> Any:
+        if key not in self._records:
+            row = self._conn.execute("SELECT record FROM summaries WHERE key = ?",
+                                     (_to_db(key),)).fetchone()
+            self._records[key] = None if row is None else json.loads(row[0])
+        return self._records[key]
+
+    def put(self, key: str, record: Any) -> None:
+        self._records[key] = record
+        self._dirty.add(key)
+
+    def _flush(self) -> None:
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO summaries(key, record) VALUES (?, ?)",
+            [(_to_db(k), json.dumps(self._records[k], separators=(",", ":"))) for k in sorted(self._dirty)])
+        self._dirty.clear()
 
 
 def _translated(method: Callable) -> Callable:
@@ -292,10 +349,12 @@ class Journal:
     guarantees).  Thread-safe; usable as a context manager that closes it."""
 
     def __init__(self, db_path: str | os.PathLike[str], *, max_entries: int = 1_000_000,
-                 max_bytes: int = 2 << 30, durable: bool = False) -> None:
+                 max_bytes: int = 2 << 30, durable: bool = False,
+                 summarize: Callable[[Entry, "Summaries"], None] | None = None) -> None:
         if max_entries < 1 or max_bytes < 0:
             raise ValueError("max_entries must be >= 1 and max_bytes >= 0")
         self.path = Path(db_path)
+        self.summarize = summarize
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._lock = threading.RLock()
@@ -370,6 +429,9 @@ class Journal:
             "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is not None and row[0] == "1":
             self._migrate_from_1()
+            row = ("2",)
+        if row is not None and row[0] == "2":
+            self._migrate_from_2()
         elif row is None or row[0] != str(SCHEMA_VERSION):
             found = "none" if row is None else row[0]
             raise JournalError(f"cannot open journal {self.path}: schema version {found}, "
@@ -391,6 +453,21 @@ class Journal:
                 for blob in _entry_blobs(before, after, json.loads(info) if info else {})])
             conn.execute("DROP INDEX IF EXISTS entries_before")
             conn.execute("DROP INDEX IF EXISTS entries_after")
+            conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _migrate_from_2(self) -> None:
+        """Version 3 adds the summaries table (empty: what was trimmed before is
+        not summarised)."""
+        logger.info("journal %s: migrating schema 2 -> %d", self.path, SCHEMA_VERSION)
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            ddl = _SCHEMA[_SCHEMA.index("CREATE TABLE summaries"):]
+            conn.execute(ddl[:ddl.index(";")])
             conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                          (str(SCHEMA_VERSION),))
             conn.execute("COMMIT")
@@ -580,8 +657,8 @@ class Journal:
                       mode, txn.id, json.loads(info_text) if info_text else {})
         self._conn.execute(
             f"INSERT INTO entries({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (entry.seq, entry.time, agent, op, path, path2, before, after, mode, txn.id,
-             info_text))
+            (entry.seq, entry.time, _to_db(agent), op, _to_db(path), _to_db(path2), before, after,
+             mode, txn.id, info_text))
         self._conn.executemany("INSERT INTO refs(blob, seq) VALUES (?, ?)",
                                [(b, entry.seq) for b in _entry_blobs(before, after, entry.info)])
         txn.head = entry.seq
@@ -610,10 +687,10 @@ class Journal:
             args.append(until)
         if agent is not None:
             sql += " AND agent = ?"
-            args.append(agent)
+            args.append(_to_db(agent))
         if path is not None:
             sql += " AND (path = ? OR path2 = ?)"
-            args += [path, path]
+            args += [_to_db(path), _to_db(path)]
         sql += " ORDER BY seq"
         if limit is not None:
             sql += " LIMIT ?"
@@ -636,7 +713,13 @@ class Journal:
             "WITH RECURSIVE a(name) AS (SELECT MIN(agent) FROM entries UNION ALL "
             "SELECT (SELECT MIN(agent) FROM entries WHERE agent > a.name) FROM a "
             "WHERE a.name IS NOT NULL) SELECT name FROM a WHERE name IS NOT NULL")
-        return [r[0] for r in rows]
+        return sorted(_from_db(r[0]) for r in rows)
+
+    @_reading
+    def summary(self, key: str) -> Any:
+        """The record the `summarize` hook left under `key`, or None."""
+        row = self._conn.execute("SELECT record FROM summaries WHERE key = ?", (_to_db(key),)).fetchone()
+        return None if row is None else json.loads(row[0])
 
     # --- blobs ---
 
@@ -687,6 +770,7 @@ class Journal:
     def set_state(self, path: str, record: dict | None) -> None:
         """Set (or, with None, remove) the state record of `path`.  A string
         `record["blob"]` keeps that blob alive while the record names it."""
+        path = _to_db(path)
         old = self._conn.execute("SELECT blob FROM state WHERE path = ?", (path,)).fetchone()
         if record is None:
             self._conn.execute("DELETE FROM state WHERE path = ?", (path,))
@@ -705,8 +789,8 @@ class Journal:
     @_reading
     def state(self) -> dict[str, dict]:
         """Every state record by path (sorted by path)."""
-        rows = self._conn.execute("SELECT path, record FROM state ORDER BY path")
-        return {path: json.loads(record) for path, record in rows}
+        rows = self._conn.execute("SELECT path, record FROM state")
+        return dict(sorted((_from_db(path), json.loads(record)) for path, record in rows))
 
     @_writing
     def clear_state(self) -> None:
@@ -831,7 +915,15 @@ class Journal:
                 self._collect(txn)
 
     def _trim_through(self, txn: _Txn, last: int) -> None:
-        """Delete entries with seq <= last; their blobs become candidates."""
+        """Delete entries with seq <= last (folded into the summaries first, when
+        a `summarize` hook is set); their blobs become candidates."""
+        if self.summarize is not None:
+            summaries = Summaries(self._conn)
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM entries WHERE seq <= ? ORDER BY seq", (last,))
+            for row in rows:
+                self.summarize(Entry._from_row(row), summaries)
+            summaries._flush()
         rows = self._conn.execute("SELECT blob FROM refs WHERE seq <= ?", (last,))
         txn.candidates.update(r[0] for r in rows)
         self._conn.execute("DELETE FROM refs WHERE seq <= ?", (last,))

@@ -33,7 +33,7 @@ __all__ = ["MountRecord", "UnsafeDirectory", "state_dir_for", "registry_dir", "r
 
 
 def _hash(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+    return hashlib.sha1(os.fsencode(text)).hexdigest()[:16]
 
 
 class UnsafeDirectory(FsError):

@@ -176,7 +176,7 @@ class Semantics:
 
     def symbols_text(self, path: str) -> bytes:
         defs = self.symbols(path)
-        return render_symbols(defs, self.index.is_stale(path)).encode()
+        return render_symbols(defs, self.index.is_stale(path)).encode("utf-8", "surrogateescape")
 
     def definitions(self, name: str) -> list:
         self.fresh()
@@ -186,7 +186,7 @@ class Semantics:
         defs = self.definitions(name)
         if not defs:
             raise FsError(errno.ENOENT, f"no definition of {name}")
-        return render_definitions(defs).encode()
+        return render_definitions(defs).encode("utf-8", "surrogateescape")
 
     def references(self, qualname: str) -> list:
         self.fresh()
@@ -196,7 +196,7 @@ class Semantics:
         refs = self.references(qualname)
         if not refs and not self.index.definitions(qualname):
             raise FsError(errno.ENOENT, f"no symbol {qualname}")
-        return render_references(refs, self._line_of).encode()
+        return render_references(refs, self._line_of).encode("utf-8", "surrogateescape")
 
     def _line_of(self, path: str, line: int) -> str:
         data = self._read(path) or b""
@@ -219,7 +219,7 @@ class Semantics:
         return self.index.dependents(self._known(path), transitive=transitive)
 
     def paths_text(self, paths: list[str]) -> bytes:
-        return render_paths(paths).encode()
+        return render_paths(paths).encode("utf-8", "surrogateescape")
 
     def affected_tests(self) -> list[str]:
         self.fresh()

@@ -166,7 +166,7 @@ class Workspace:
         mp = os.path.abspath(mountpoint or source)
         if mp == source:
             raise FsError(errno.EINVAL, "a mount of a commit (--rev) needs a mount point other than the repository")
-        tag = hashlib.sha1(mp.encode()).hexdigest()[:8]
+        tag = hashlib.sha1(os.fsencode(mp)).hexdigest()[:8]
         try:
             base = GitBase(source, repo.base_commit)
         except GitSyncError as exc:
@@ -188,7 +188,7 @@ class Workspace:
         if not options.journal:
             return None
         return Journal(state_dir / "journal.db", max_entries=options.max_journal_entries,
-                       max_bytes=options.max_journal_bytes)
+                       max_bytes=options.max_journal_bytes, summarize=history.summarize_trimmed)
 
     @staticmethod
     def _keeper(session: Session, repo_path: str, options: WorkspaceOptions, branch: str,

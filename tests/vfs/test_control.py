@@ -41,6 +41,10 @@ def cat(mp: Path, rel: str) -> str:
     return run(["cat", rel], cwd=mp).stdout
 
 
+def raw_cat(mp: Path, rel: str) -> bytes:
+    return subprocess.run(["cat", rel], cwd=mp, capture_output=True, check=True).stdout
+
+
 def status(mp: Path) -> dict:
     return json.loads(cat(mp, ".vfs/status.json"))
 
@@ -269,6 +273,70 @@ def test_versions_see_renames_batches_and_session_rollbacks(mounted):
     assert cat(mp, "README.md") == SAMPLE["README.md"]
     sh(mp, "echo README.md > .vfs/rollback")  # the session rollback is README.md's latest version
     assert cat(mp, "README.md") == "readme v2\n"
+
+
+def test_version_numbers_survive_journal_trimming(tmp_path):
+    """Regression (crash suite, seed 969379374): with a journal that keeps 4
+    entries, trimming must not renumber versions.  A version keeps its number
+    while listed; once its entry is trimmed it is gone (ENOENT), never another
+    content under the old number -- also after a remount."""
+    src = make_project(tmp_path / "src", SAMPLE)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    m = mount_source(src, mp, "--set", "max_journal_entries=4")
+    try:
+        for i in range(1, 9):
+            (mp / "data/notes.txt").write_text(f"v{i}\n")
+            sh(mp, f"echo 'x = {i}' > data/other.py")  # other paths' entries trim it too
+        listed = run(["ls", ".vfs/versions/data/notes.txt"], cwd=mp).stdout.split()
+        numbers = sorted(int(n) for n in listed)
+        assert numbers[-1] == 9 and len(numbers) < 9  # base + 8 writes; the oldest trimmed away
+        for n in numbers:
+            assert cat(mp, f".vfs/versions/data/notes.txt/{n}") == (BASE_NOTES if n == 1 else f"v{n - 1}\n")
+        bad = sh(mp, "echo 'data/notes.txt 2' > .vfs/rollback", check=False)
+        assert bad.returncode != 0
+        assert f"data/notes.txt has no version 2 (versions {numbers[0]}..9) [ENOENT]" in cat(mp, ".vfs/rollback")
+        assert cat(mp, "data/notes.txt") == "v8\n"
+        sh(mp, f"echo 'data/notes.txt {numbers[0]}' > .vfs/rollback")  # its content becomes version 10
+        assert cat(mp, "data/notes.txt") == f"v{numbers[0] - 1}\n"
+    finally:
+        unmount(m)
+    m = mount_source(src, mp, "--set", "max_journal_entries=4")
+    try:
+        listed = sorted(int(n) for n in run(["ls", ".vfs/versions/data/notes.txt"], cwd=mp).stdout.split())
+        assert listed[-1] == 10 and listed[0] >= numbers[0]
+        for n in listed:
+            want = f"v{numbers[0] - 1}\n" if n == 10 else f"v{n - 1}\n"
+            assert cat(mp, f".vfs/versions/data/notes.txt/{n}") == want
+    finally:
+        unmount(m)
+
+
+def test_file_names_that_are_not_utf8(tmp_path):
+    """A name of raw bytes (Linux allows any but '/' and NUL) is journaled,
+    shown by the control files, survives a remount and syncs to the same bytes."""
+    src = make_project(tmp_path / "src", SAMPLE)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    raw = b"caf\xe9 \xff.txt"  # Latin-1, not UTF-8
+    m = mount_source(src, mp)
+    try:
+        (Path(os.fsdecode(os.fsencode(mp) + b"/data/" + raw))).write_bytes(b"latin\n")
+        assert raw in os.listdir(os.fsencode(mp / "data"))
+        assert os.fsencode("data/") + raw in raw_cat(mp, ".vfs/changed")
+        assert b"+latin" in raw_cat(mp, ".vfs/diff")
+        assert b"create" in raw_cat(mp, ".vfs/log")
+        assert status(mp)["journal_head"] >= 1
+    finally:
+        unmount(m)
+    assert raw not in os.listdir(os.fsencode(src / "data"))  # nothing reached the disk
+    m = mount_source(src, mp)
+    try:
+        assert (Path(os.fsdecode(os.fsencode(mp) + b"/data/" + raw))).read_bytes() == b"latin\n"
+        sh(mp, "echo > .vfs/sync")
+        assert (Path(os.fsdecode(os.fsencode(src) + b"/data/" + raw))).read_bytes() == b"latin\n"
+    finally:
+        unmount(m)
 
 
 # ---------------------------------------------------------------------------- diff

@@ -45,7 +45,6 @@ import random
 import stat
 import sys
 import time
-import pytest
 
 # The daemon is gone: the operation may or may not have landed.
 DEAD = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
@@ -462,6 +461,7 @@ if __name__ == "__main__":
 
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
+import threading  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -546,6 +546,10 @@ class Checker:
     `advance()`, `before` holds the replayed tree before each batch and
     rollback (their effects are checked as a whole) and `dest_before` the
     state of each rename's destination.
+
+    A journal that trims can drop entries (and their blobs) before a cycle
+    ends, so `tail()` runs in a thread during the workload and copies each new
+    entry and the blobs it names as soon as it is committed.
     """
 
     def __init__(self, source: Path, journal_path: Path) -> None:
@@ -557,14 +561,42 @@ class Checker:
         self.dest_before: dict[int, dict | None] = {}
         self.checkpoint_seq: dict[str, int] = {}
         self._blobs: dict[str, bytes] = {}
-        self._journal: Journal | None = None
+        self._copy_lock = threading.Lock()
+        self._copied: dict[int, object] = {}  # seq -> entry copied and not yet replayed
+        self._copied_upto = 0
 
     # -- the journal
+    def _copy(self, journal: Journal) -> None:
+        """Copy the entries committed since the last copy, with their blobs."""
+        with self._copy_lock:
+            for e in journal.entries(since=self._copied_upto):
+                self._copied[e.seq] = e
+                self._copied_upto = e.seq
+                blobs = {b for b in (e.before, e.after) if b}
+                blobs.update(a["blob"] for _p, *states in e.info.get("d", []) for a in states
+                             if a is not None and a.get("blob"))
+                for blob in blobs - self._blobs.keys():
+                    try:
+                        self._blobs[blob] = journal.get_blob(blob)
+                    except KeyError:
+                        pass  # collected already: a check that needs it will say so
+
+    def tail(self, stop: threading.Event) -> threading.Thread:
+        """A thread that copies new entries every few ms until `stop` is set."""
+        def loop() -> None:
+            with Journal(self.journal_path) as journal:
+                while not stop.wait(0.005):
+                    self._copy(journal)
+        thread = threading.Thread(target=loop, name="journal-tail", daemon=True)
+        thread.start()
+        return thread
+
     def advance(self) -> list:
         """Replay the entries appended since the last call; return them."""
         with Journal(self.journal_path) as journal:
             journal.check_invariants()
-            new = journal.entries(since=len(self.entries))
+            self._copy(journal)
+            new = [self._copied.pop(seq) for seq in sorted(self._copied) if seq > len(self.entries)]
         self.before.clear()  # only the entries checked next need them
         self.dest_before.clear()
         for e in new:
@@ -966,6 +998,17 @@ class CrashRun:
             "workers": names, "checkpoints": list(checker.checkpoint_seq)}))
         agents = []
         self.procs = []
+        stop_tail = threading.Event()
+        tail = checker.tail(stop_tail)
+        try:
+            self._start_and_kill(mp, ctl, roles, agents, rng, delay)
+        finally:
+            stop_tail.set()
+            tail.join()
+        return agents
+
+    def _start_and_kill(self, mp: Path, ctl: Path, roles: list, agents: list, rng: random.Random,
+                        delay: float) -> None:
         for role, agent, extra in roles:
             log = ctl / f"{agent}.log"
             args = {"mp": str(mp), "ctl": str(ctl), "agent": agent, "log": str(log),
@@ -991,7 +1034,6 @@ class CrashRun:
             except subprocess.TimeoutExpired:
                 raise CheckFailed(f"{agent} hangs after the kill:\n{thread_stacks(p.pid)}") from None
             assert p.returncode == 0, f"{agent} failed: {(ctl / f'{agent}.err').read_text()}"
-        return agents
 
     def _check(self, cycle: int, mp: Path, base: Path, checker: Checker,
                agents: list[tuple[str, Path]]) -> None:
@@ -1031,8 +1073,6 @@ def summary(stats: dict) -> str:
             f"slowest acknowledged: {slow}; {stats['seconds']} s")
 
 
-@pytest.mark.xfail(strict=False, reason="known flaky: a per-path rollback to version N can name another version once "
-                   "journal trimming drops old entries (version numbers shift); seen once in CI, seed 969379374")
 def test_random_kill9_with_journal_trimming(tmp_path):
     """The same with a journal that keeps only its last 300 entries: once it is full,
     every commit trims entries and collects blobs while the daemon may be killed.

@@ -1238,8 +1238,6 @@ def test_sync_then_edit_is_no_conflict(regress):
         assert _status(mp)["conflicts"] == [], f"round {i}"
 
 
-@pytest.mark.xfail(strict=True, reason="vfs/journal.py stores paths as SQLite text: a file name that is not UTF-8 "
-                                       "fails the journal append (EIO) after the tree changed")
 def test_file_name_not_utf8(regress):
     mp = regress.path
     name = os.fsencode(str(mp)) + b"/data/\xff.txt"

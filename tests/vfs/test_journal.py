@@ -384,11 +384,11 @@ def test_corrupt_and_foreign_files_are_refused(tmp_path):
     future = tmp_path / "future.db"
     Journal(future).close()
     with sqlite3.connect(future) as conn:
-        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     conn.close()
     with pytest.raises(JournalError) as err:
         Journal(future)
-    assert str(err.value) == f"cannot open journal {future}: schema version 3, this vfs reads version 2"
+    assert str(err.value) == f"cannot open journal {future}: schema version 4, this vfs reads version 3"
 
 
 def test_schema_1_is_migrated(tmp_path):
@@ -399,17 +399,50 @@ def test_schema_1_is_migrated(tmp_path):
         j.append("batch", "y", agent="s", info={"d": [["y", None, {"blob": b}]]})
         j.append("write", "x", agent="s", before=a, after=c)
     with sqlite3.connect(db) as conn:  # turn it back into a version 1 journal
-        conn.executescript("""DROP TABLE refs;
+        conn.executescript("""DROP TABLE refs; DROP TABLE summaries;
             CREATE INDEX entries_before ON entries(before) WHERE before IS NOT NULL;
             CREATE INDEX entries_after ON entries(after) WHERE after IS NOT NULL;
             UPDATE meta SET value = '1' WHERE key = 'schema_version';""")
     conn.close()
     with Journal(db, max_entries=1) as j:
-        assert j.get_meta("schema_version") == "2"
+        assert j.get_meta("schema_version") == "3"
         assert [e.seq for e in j.entries()] == [1, 2, 3]
         j.append("write", "z", agent="s", after=c)
         assert j.first_seq() == 4
         assert [j.has_blob(h) for h in (a, b, c)] == [False, False, True]
+        j.check_invariants()
+
+
+def test_trimmed_entries_are_folded_into_summaries(tmp_path):
+    """The summarize hook sees every trimmed entry once, oldest first, and its
+    records are committed with the trim (so they survive a reopen)."""
+    seen = []
+
+    def count_paths(entry, summaries):
+        seen.append(entry.seq)
+        summaries.put(entry.path, (summaries.get(entry.path) or 0) + 1)
+
+    db = tmp_path / "j.db"
+    with Journal(db, max_entries=2, summarize=count_paths) as j:
+        for path in "aabab":
+            j.append("write", path, agent="s")
+        assert seen == [1, 2, 3]
+        assert (j.summary("a"), j.summary("b"), j.summary("c")) == (2, 1, None)
+    with Journal(db) as j:
+        assert (j.summary("a"), j.summary("b")) == (2, 1)
+
+
+def test_schema_2_gains_the_summaries_table(tmp_path):
+    db = tmp_path / "j.db"
+    with Journal(db) as j:
+        j.append("write", "x", agent="s")
+    with sqlite3.connect(db) as conn:
+        conn.executescript("DROP TABLE summaries; UPDATE meta SET value = '2' WHERE key = 'schema_version';")
+    conn.close()
+    with Journal(db, max_entries=1, summarize=lambda e, s: s.put(e.path, e.seq)) as j:
+        assert j.get_meta("schema_version") == "3"
+        j.append("write", "y", agent="s")
+        assert j.summary("x") == 1
         j.check_invariants()
 
 

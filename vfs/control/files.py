@@ -56,8 +56,14 @@ events            a stream of change events, one JSON object per line
 """
 
 
+def _bytes(text: str) -> bytes:
+    """`text` as served: UTF-8, with the raw bytes of names that are not UTF-8
+    (decoded with `os.fsdecode`) given back as they were."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def _lines(items) -> bytes:
-    return "".join(f"{x}\n" for x in items).encode()
+    return _bytes("".join(f"{x}\n" for x in items))
 
 
 def entry_line(e) -> str:
@@ -100,12 +106,12 @@ def build_root(ws: "Workspace") -> CNode:
 
         def read() -> bytes:
             body = listing() if listing else ""
-            return (usage + body + _outcome(node)).encode()
+            return _bytes(usage + body + _outcome(node))
         node.read = read
         files[name] = lambda: node
 
     view("README", lambda: README.encode())
-    view("status", lambda: ws.status_text().encode())
+    view("status", lambda: _bytes(ws.status_text()))
     view("status.json", lambda: (json.dumps(ws.status(), indent=2, sort_keys=True) + "\n").encode())
     view("changed", lambda: _lines(ws.changed()))
     view("diff", lambda: ws.diff())
@@ -130,7 +136,7 @@ def build_root(ws: "Workspace") -> CNode:
     view("conflicts", lambda: _lines(ws.conflict_lines()))
     files["validate"] = lambda: CNode(("f", "validate"), read=lambda: _lines(ws.validate()), sized=False)
     files["audit"] = lambda: CNode(("f", "audit"), read=lambda: _lines(ws.audit()), sized=False)
-    view("branch", lambda: _branch_text(ws).encode())
+    view("branch", lambda: _bytes(_branch_text(ws)))
     command("rename", "usage: echo 'pkg.mod.old_name new_name' > .vfs/rename\n",
             lambda text, agent: ws.rename_command(text, agent))
     command("resolve", "usage: echo 'PATH mine|theirs|merge' > .vfs/resolve\nconflicts:\n",

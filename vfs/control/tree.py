@@ -276,7 +276,7 @@ class ControlTree:
 
     def render(self, node: CNode) -> bytes:
         if node.read is None:
-            return (node.usage + self._outcome(node)).encode()
+            return (node.usage + self._outcome(node)).encode("utf-8", "surrogateescape")
         return node.read()
 
     def _outcome(self, node: CNode) -> str:
