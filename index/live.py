@@ -2,7 +2,10 @@
 
 The session calls `LiveIndex.changed` for every path it mutates; this only
 records the path (repeats coalesce) and returns, so it is safe on the FUSE
-loop.  Worker threads read the current content through ``read(path)`` (None
+loop.  A path is taken up only after `settle` seconds without a new change
+(5 ms by default): the editor that caused the change gets its reply before a
+worker competes with it for the interpreter, and a burst of writes costs one
+re-extraction.  `wait_fresh` does not wait for the settle time.  Worker threads read the current content through ``read(path)`` (None
 means deleted) and apply it with `Index.update` / `Index.remove`.  Because
 content is read when the work is done, not when it is scheduled, a burst of
 writes to one file costs one re-extraction.
@@ -37,7 +40,8 @@ class LiveIndex:
     """The background indexing service (see module docstring)."""
 
     def __init__(
-        self, index: Index, read: Callable[[str], bytes | None], workers: int = 2, build_workers: int = 2
+        self, index: Index, read: Callable[[str], bytes | None], workers: int = 2, build_workers: int = 2,
+        settle: float = 0.005,
     ) -> None:
         """``workers`` threads apply changes; the bulk build parses in
         ``build_workers`` processes."""
@@ -48,7 +52,9 @@ class LiveIndex:
         self._cond = threading.Condition()
         # Invariant: a path is in at most one of _pending and _running, except
         # that a running path changed again is also pending.
-        self._pending: dict[str, None] = {}  # ordered set of paths to (re)index
+        self._settle = settle
+        # path -> monotonic time from which it may be taken (ordered by first change)
+        self._pending: dict[str, float] = {}
         self._running: set[str] = set()
         self._build: list[str] | None = None  # scheduled bulk build, not yet started
         self._building = False
@@ -86,7 +92,7 @@ class LiveIndex:
     def changed(self, path: str) -> None:
         """Schedule a re-extraction of ``path``; never blocks on indexing."""
         with self._cond:
-            self._pending[path] = None
+            self._pending[path] = time.monotonic() + self._settle
             self._cond.notify()
 
     def initial_build(self, paths: list[str]) -> None:
@@ -100,6 +106,9 @@ class LiveIndex:
         """Block until everything scheduled so far is applied; False on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
+            if self._pending:
+                self._pending = dict.fromkeys(self._pending, 0.0)
+                self._cond.notify_all()
             while self._pending or self._running or self._build is not None or self._building:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -127,12 +136,16 @@ class LiveIndex:
                 paths, self._build = self._build, None
                 self._building = True
                 return "build", paths
-            for path in self._pending:
-                if path not in self._running:
+            now, wake = time.monotonic(), None
+            for path, ready in self._pending.items():
+                if path in self._running:
+                    continue
+                if ready <= now:
                     del self._pending[path]
                     self._running.add(path)
                     return "path", path
-            self._cond.wait()
+                wake = ready if wake is None else min(wake, ready)
+            self._cond.wait(None if wake is None else wake - now)
         return None
 
     def _work(self) -> None:

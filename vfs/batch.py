@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from .errors import FsError
 from .session import check_rel_path
 from .syncer import passthrough_at
-from .validation import syntax_error
 
 if TYPE_CHECKING:
     from .session import Change, Session
@@ -277,7 +276,7 @@ def apply_batch(session: "Session", raw: bytes | str | list, *, agent: str = "ap
         if validator is not None and validator.fail_on_syntax_error:
             broken = [err for p, data in sorted(view.files.items())
                       if p.endswith(".py") and data is not None
-                      for err in [syntax_error(p, data)] if err]
+                      for err in [validator.error_in(p, data)] if err]
             touched = set(view.files)
             broken += [e for e in validator.errors() if e.split(":", 1)[0] not in touched]
             if broken:

@@ -17,6 +17,7 @@ import threading
 from typing import TYPE_CHECKING, Callable
 
 from .errors import FsError
+from .states import blob_id
 
 if TYPE_CHECKING:
     from .session import Session
@@ -47,19 +48,25 @@ class Validator:
         self._cache: dict[str, str | None] = {}
         self._lock = threading.Lock()
 
-    def _error_for(self, path: str, state: dict) -> str | None:
+    def _error_for(self, path: str, state: dict, source: bytes | None = None) -> str | None:
         blob = state["blob"]
         with self._lock:
             if blob in self._cache:
                 hit = self._cache[blob]
                 return hit.replace(_PLACEHOLDER, path, 1) if hit else None
-        source = self.session.state_content(path, state)
+        if source is None:
+            source = self.session.state_content(path, state)
         err = syntax_error(_PLACEHOLDER, source)
         with self._lock:
             if len(self._cache) > 10000:
                 self._cache.clear()
             self._cache[blob] = err
         return err.replace(_PLACEHOLDER, path, 1) if err else None
+
+    def error_in(self, path: str, source: bytes) -> str | None:
+        """The syntax error of `source` as the content of `path` (cached by blob id,
+        so content checked before it is written is not parsed again after)."""
+        return self._error_for(path, {"blob": blob_id(source)}, source)
 
     def errors(self, paths: list[str] | None = None) -> list[str]:
         """Syntax errors of the changed `.py` files (or of `paths` among them), sorted."""
