@@ -268,7 +268,7 @@ class VfsOperations(pyfuse3.Operations):
     @_translate
     async def open(self, inode, flags, ctx):
         if self._is_control(inode):
-            return self.control.open(inode, flags, ctx)
+            return await self.control.open(inode, flags, ctx)
         with self.session.lock:
             node = self.session.getattr(inode)
             keep = self.session.tree.keep_cache(node)  # before open: O_TRUNC changes the times

@@ -256,7 +256,7 @@ class ControlTree:
     def releasedir(self, fh: int) -> None:
         pass
 
-    def open(self, ino: int, flags: int, ctx) -> pyfuse3.FileInfo:
+    async def open(self, ino: int, flags: int, ctx) -> pyfuse3.FileInfo:
         node = self._node(ino)
         if node.is_dir:
             raise FsError(errno.EISDIR)
@@ -267,8 +267,10 @@ class ControlTree:
         if not writing:
             if node.stream is not None:
                 handle.stream = node.stream()
-            else:
-                handle.snapshot = self.render(node)
+            elif node.sized:
+                handle.snapshot = self.render(node)  # cheap: getattr renders it too
+            else:  # costly (index queries wait for reindexing): off the FUSE loop
+                handle.snapshot = await trio.to_thread.run_sync(self.render, node)
         fh = self._next_fh
         self._next_fh += 1
         self._handles[fh] = handle
@@ -417,7 +419,7 @@ class ControlTree:
                 raise FsError(errno.EINVAL, "command contains NUL")
             if not node.whole:
                 text = text.rstrip("\r")
-            message = node.command(text, h.agent)
+            message = await trio.to_thread.run_sync(self._command, node, text, h.agent)
         except FsError as exc:
             h.buffer = bytearray()
             h.failed = exc
@@ -431,8 +433,15 @@ class ControlTree:
             self._fail(node, err)
             raise err from None
         node.last = ("ok", _one_line(message), time.time())
+
+    def _command(self, node: CNode, text: str, agent: str) -> str:
+        """Run a command and wait until the kernel saw its effects: in a worker
+        thread, so a long command (a rename across a big tree) never stalls the
+        FUSE loop, which must stay free to serve the invalidations it waits for."""
+        message = node.command(text, agent)
         if self.after_command is not None:
-            await trio.to_thread.run_sync(self.after_command)
+            self.after_command()
+        return message
 
     def _fail(self, node: CNode, exc: FsError) -> None:
         reason = _one_line(exc.reason)
