@@ -16,7 +16,6 @@ instead of `--- /dev/null` for a created file and `old file mode` instead of
 from __future__ import annotations
 
 import base64
-import io
 import stat
 import zlib
 
