@@ -6,7 +6,6 @@ files, default branch, hooks) cannot change what the tests see.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 

@@ -193,7 +193,7 @@ def test_kill9_during_storm_keeps_every_acknowledged_close(project, tmp_path, mo
     for p in procs:
         p.wait(timeout=30)
 
-    m2 = mounts.mount(project, mp)
+    mounts.mount(project, mp)
     head = status(mp)["journal_head"]
     assert log_seqs(mp) == list(range(1, head + 1))
     assert status(mp)["unclean_shutdown_recovered"] is True
