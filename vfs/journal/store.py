@@ -1,270 +1,24 @@
-"""The durable, append-only journal of every edit, and the content it names.
-
-A `Journal` is one SQLite database in WAL mode holding:
-
-- *entries*: immutable `Entry` records numbered 1, 2, 3, ... (`seq`), never
-  renumbered or reused.  Old entries may be trimmed from the front (limits
-  below), so the retained entries are always the contiguous range
-  `first_seq() .. head()`.
-- *blobs*: file contents addressed by their git blob id (`blob_id`), stored
-  once however many entries name them.
-- *state*: the session's current difference from its base, one JSON record per
-  path, written in the same transaction as the entries that explain it, so a
-  remount after `kill -9` finds the two in agreement.
-- *checkpoints*, *pins* (blobs kept alive on request) and free-form *meta*.
-- *summaries* of trimmed history: when entries are trimmed, the optional
-  `summarize(entry, summaries)` hook folds each of them, oldest first, into
-  opaque JSON records keyed by string (history keeps per-path version counts
-  there, so version numbers survive trimming); written in the trimming
-  transaction, read back with `summary(key)`.
-
-What it is not: it does not interpret entries, state records or summaries (the
-session does), and it never reads the served tree.
-
-Durability: every public mutator commits before it returns (or, inside
-`transaction()`, when the outermost block exits).  With the default
-`synchronous=NORMAL` a committed transaction survives the death of the process
-(`kill -9`), which is what vfs promises; `durable=True` (`synchronous=FULL`)
-also survives power loss, at the price of an fsync per commit.
-
-Limits: after each commit, entries beyond `max_entries` are trimmed from the
-front; then, while stored blob bytes exceed `max_bytes`, the shortest prefix of
-entries whose removal brings them under the limit is trimmed as well.  When no
-prefix suffices (what the state and the pins keep alive is itself over the
-limit) history is kept and a warning logged.  A blob is deleted only when it
-loses its last reference (trimmed entries, replaced state records, `unpin_blob`)
-and nothing else names it: no remaining entry (its `before`/`after`, or a
-`"blob"` value anywhere in its `info`), no state record (`"blob"`), no pin.  A blob nobody ever referenced is never deleted, so
-`put_blob` followed by the referencing `append` in a later transaction is safe.
-
-Thread safety: every public method may be called from any thread; one
-`threading.RLock` serialises them.  `transaction()` holds that lock for the
-whole `with` block, so other threads' calls wait until it exits.  Ownership is
-per *thread*: a transaction must not span an `await` in async code, or another
-task on the same thread would silently join it.
-"""
+"""`Journal`, the store (see the package docstring for what it holds and guarantees)."""
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import logging
 import os
-import re
 import sqlite3
 import threading
 import time
-import unicodedata
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["OPS", "Entry", "Journal", "JournalError", "Summaries", "blob_id"]
+from .records import (_BLOB_ID, _COLUMNS, _RESERVED_META, OPS, Entry, JournalError, _breaks_line, _entry_blobs,
+                      _from_db, _to_db, blob_id)
+from .schema import _FREED_AT, _REFERENCED, connect, open_schema
 
 logger = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 3  # 1: before the refs table, 2: before the summaries table (both migrated on open)
-# 'vfs1': lets `file(1)` and this module tell a journal from other SQLite files.
-_APPLICATION_ID = 0x76667331
-
-OPS = frozenset(
-    "write create unlink rename mkdir rmdir chmod symlink link mknod rollback "
-    "checkpoint sync batch external resolve mode".split()
-)
-
-_BLOB_ID = re.compile(r"[0-9a-f]{40}\Z")
-_RESERVED_META = frozenset({"schema_version"})
-
-_SCHEMA = f"""
-CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE entries(
-    seq INTEGER PRIMARY KEY, time REAL NOT NULL, agent TEXT NOT NULL,
-    op TEXT NOT NULL, path TEXT NOT NULL, path2 TEXT, before TEXT, after TEXT,
-    mode INTEGER, txn INTEGER NOT NULL, info TEXT);
-CREATE INDEX entries_agent ON entries(agent);
-CREATE INDEX entries_path ON entries(path);
-CREATE INDEX entries_path2 ON entries(path2) WHERE path2 IS NOT NULL;
--- Invariant: one row per (blob, seq) the entry seq names (see _entry_blobs).
-CREATE TABLE refs(blob TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(blob, seq))
-    WITHOUT ROWID;
-CREATE INDEX refs_seq ON refs(seq);
-CREATE TABLE blobs(id TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NULL);
-CREATE TABLE state(path TEXT PRIMARY KEY, record TEXT NOT NULL, blob TEXT);
-CREATE INDEX state_blob ON state(blob) WHERE blob IS NOT NULL;
-CREATE TABLE pins(blob TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TABLE summaries(key TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE checkpoints(
-    ord INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, seq INTEGER NOT NULL,
-    time REAL NOT NULL, info TEXT);
--- Invariant: counters 'blobs'/'blob_bytes' equal COUNT(*)/SUM(size) of blobs.
-CREATE TRIGGER blobs_added AFTER INSERT ON blobs BEGIN
-    UPDATE counters SET value = value + 1 WHERE name = 'blobs';
-    UPDATE counters SET value = value + NEW.size WHERE name = 'blob_bytes';
-END;
-CREATE TRIGGER blobs_removed AFTER DELETE ON blobs BEGIN
-    UPDATE counters SET value = value - 1 WHERE name = 'blobs';
-    UPDATE counters SET value = value - OLD.size WHERE name = 'blob_bytes';
-END;
-INSERT INTO counters VALUES ('head', 0), ('blobs', 0), ('blob_bytes', 0);
-INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');
-PRAGMA application_id = {_APPLICATION_ID};
-"""
-
-# Is blob ?1 named by an entry after seq ?2, by a state record, or by a pin?
-_REFERENCED = """SELECT EXISTS(SELECT 1 FROM refs WHERE blob = ?1 AND seq > ?2)
-    OR EXISTS(SELECT 1 FROM state WHERE blob = ?1)
-    OR EXISTS(SELECT 1 FROM pins WHERE blob = ?1)"""
-
-# For each seq, the bytes that trimming through it frees: the blobs whose
-# last reference it is and that neither state nor a pin keeps.
-_FREED_AT = """WITH last(blob, seq) AS (SELECT blob, MAX(seq) FROM refs GROUP BY blob)
-    SELECT last.seq, SUM(blobs.size) FROM last JOIN blobs ON blobs.id = last.blob
-    WHERE NOT EXISTS(SELECT 1 FROM state WHERE state.blob = last.blob)
-      AND NOT EXISTS(SELECT 1 FROM pins WHERE pins.blob = last.blob)
-    GROUP BY last.seq ORDER BY last.seq"""
-
-_COLUMNS = "seq, time, agent, op, path, path2, before, after, mode, txn, info"
-
-
-def blob_id(data: bytes) -> str:
-    """The git blob id (sha1 hex) of `data`; the journal's content address."""
-    digest = hashlib.sha1(b"blob %d\0" % len(data))
-    digest.update(data)
-    return digest.hexdigest()
-
-
-class JournalError(Exception):
-    """The journal cannot do what was asked: corrupt or foreign file,
-    incompatible schema, duplicate checkpoint, closed journal, I/O failure."""
-
-
-def _breaks_line(ch: str) -> bool:
-    """Could `ch` split a line or fail to encode (control, separator, surrogate)?"""
-    return unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp")
-
-
-def _escape(text: str) -> str:
-    """`text` on one line: backslashes and line-breaking characters escaped."""
-    if text.isprintable() and "\\" not in text:
-        return text
-    out = []
-    for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif _breaks_line(ch):
-            named = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch)
-            code = ord(ch)
-            out.append(named or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"))
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _entry_blobs(before: str | None, after: str | None, info: Any) -> set[str]:
-    """The blobs an entry keeps alive: `before`, `after`, and every blob id
-    under a "blob" key at any depth of `info` (where the session keeps the
-    per-path states of multi-path entries)."""
-    found = {b for b in (before, after) if b is not None}
-    stack = [info]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            blob = value.get("blob")
-            if isinstance(blob, str) and _BLOB_ID.match(blob):
-                found.add(blob)
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return found
-
-
-_RAW = "\0"  # never in a path or an agent name: marks one stored as JSON
-
-
-def _to_db(text: str | None) -> str | None:
-    """`text` as SQLite can store it: a path or agent name that is not valid
-    UTF-8 (lone surrogates from `os.fsdecode`) is kept as NUL + its JSON."""
-    if text is None:
-        return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _RAW + json.dumps(text)
-    return text
-
-
-def _from_db(text: str | None) -> str | None:
-    """The inverse of `_to_db`."""
-    if text and text[0] == _RAW:
-        return json.loads(text[1:])
-    return text
-
-
-def _short(blob: str | None) -> str:
-    return "0000000" if blob is None else blob[:7] + ".."
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One recorded operation.  Immutable; `info` must not be mutated."""
-
-    seq: int
-    time: float
-    agent: str
-    op: str
-    path: str
-    path2: str | None = None
-    before: str | None = None
-    after: str | None = None
-    mode: int | None = None
-    txn: int = 0
-    info: dict = field(default_factory=dict)
-
-    def line(self) -> str:
-        """One-line rendering for `.vfs/log`; deterministic, never contains a
-        newline or tab (free text is escaped), e.g.
-        `17 2026-11-26T17:40:01.123Z agent=alice write src/a.py 3f2a1c9..->9b8e7d6..`.
-        A whole-session path renders as `.`, a missing blob as `0000000`."""
-        millis = int(self.time * 1000)
-        stamp = datetime.fromtimestamp(millis // 1000, tz=timezone.utc)
-        parts = [
-            str(self.seq),
-            f"{stamp:%Y-%m-%dT%H:%M:%S}.{millis % 1000:03d}Z",
-            "agent=" + _escape(self.agent),
-            _escape(self.op),
-            _escape(self.path) if self.path else ".",
-        ]
-        if self.path2 is not None:
-            parts += ["->", _escape(self.path2)]
-        if self.before is not None or self.after is not None:
-            parts.append(f"{_short(self.before)}->{_short(self.after)}")
-        if self.mode is not None:
-            parts.append(f"mode={self.mode:o}")
-        for key in sorted(self.info):
-            value = self.info[key]
-            if not isinstance(value, str):
-                value = json.dumps(value, sort_keys=True, separators=(",", ":"))
-            parts.append(f"{_escape(str(key))}={_escape(value)}")
-        return " ".join(parts)
-
-    def to_json(self) -> dict:
-        """Every field as a JSON-able dict (all keys present, None kept)."""
-        return {
-            "seq": self.seq, "time": self.time, "agent": self.agent, "op": self.op,
-            "path": self.path, "path2": self.path2, "before": self.before,
-            "after": self.after, "mode": self.mode, "txn": self.txn,
-            "info": dict(self.info),
-        }
-
-    @classmethod
-    def _from_row(cls, row: tuple) -> Entry:
-        seq, when, agent, op, path, path2, *rest, info = row
-        return cls(seq, when, _from_db(agent), op, _from_db(path), _from_db(path2), *rest,
-                   info=json.loads(info) if info else {})
 
 
 @dataclass
@@ -365,9 +119,9 @@ class Journal:
         self._notify_lock = threading.Lock()
         self._delivering = False  # Invariant: True while one thread drains _pending
         self._byte_walk_failed_at: int | None = None
-        self._conn = self._connect(durable)
+        self._conn = connect(self.path, durable)
         try:
-            self._open_schema()
+            open_schema(self._conn, self.path)
             # Invariant: outside a transaction, _head/_first describe the committed journal.
             self._head, self._first = self._read_bounds()
         except sqlite3.Error as exc:
@@ -378,102 +132,6 @@ class Journal:
             self._conn.close()
             raise
         self._closed = False
-
-    # --- opening ---
-
-    def _connect(self, durable: bool) -> sqlite3.Connection:
-        parent = self.path.parent
-        if not parent.exists():
-            parent.mkdir(mode=0o700, parents=True)
-            os.chmod(parent, 0o700)  # mkdir's mode is filtered through the umask
-        # Create the file ourselves rather than flip the process-wide umask (racy
-        # with other threads): SQLite gives -wal and -shm the database file's mode.
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            os.fchmod(fd, 0o600)
-            os.close(fd)
-        try:
-            conn = sqlite3.connect(self.path, isolation_level=None,
-                                   check_same_thread=False, timeout=10.0)
-        except sqlite3.Error as exc:
-            raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
-        try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode != "wal":
-                raise JournalError(f"cannot open journal {self.path}: WAL mode refused ({mode})")
-            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            conn.execute("PRAGMA journal_size_limit=67108864")
-        except sqlite3.Error as exc:
-            conn.close()
-            raise JournalError(f"cannot open journal {self.path}: corrupt or not a "
-                               f"vfs journal ({exc})") from exc
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _open_schema(self) -> None:
-        tables = {r[0] for r in self._conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not tables:
-            self._conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-            return
-        app_id = self._conn.execute("PRAGMA application_id").fetchone()[0]
-        if app_id != _APPLICATION_ID or "meta" not in tables:
-            raise JournalError(f"cannot open journal {self.path}: a SQLite database, "
-                               f"but not a vfs journal")
-        row = self._conn.execute(
-            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is not None and row[0] == "1":
-            self._migrate_from_1()
-            row = ("2",)
-        if row is not None and row[0] == "2":
-            self._migrate_from_2()
-        elif row is None or row[0] != str(SCHEMA_VERSION):
-            found = "none" if row is None else row[0]
-            raise JournalError(f"cannot open journal {self.path}: schema version {found}, "
-                               f"this vfs reads version {SCHEMA_VERSION}")
-
-    def _migrate_from_1(self) -> None:
-        """Version 1 found blob references through indexes on before/after only;
-        version 2 keeps every reference (info included) in the refs table."""
-        logger.info("journal %s: migrating schema 1 -> %d", self.path, SCHEMA_VERSION)
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            refs_ddl = _SCHEMA[_SCHEMA.index("CREATE TABLE refs"):_SCHEMA.index("CREATE TABLE blobs")]
-            for statement in refs_ddl.split(";")[:-1]:  # executescript would COMMIT first
-                conn.execute(statement)
-            rows = conn.execute("SELECT seq, before, after, info FROM entries").fetchall()
-            conn.executemany("INSERT INTO refs(blob, seq) VALUES (?, ?)", [
-                (blob, seq) for seq, before, after, info in rows
-                for blob in _entry_blobs(before, after, json.loads(info) if info else {})])
-            conn.execute("DROP INDEX IF EXISTS entries_before")
-            conn.execute("DROP INDEX IF EXISTS entries_after")
-            conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def _migrate_from_2(self) -> None:
-        """Version 3 adds the summaries table (empty: what was trimmed before is
-        not summarised)."""
-        logger.info("journal %s: migrating schema 2 -> %d", self.path, SCHEMA_VERSION)
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            ddl = _SCHEMA[_SCHEMA.index("CREATE TABLE summaries"):]
-            conn.execute(ddl[:ddl.index(";")])
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                         (str(SCHEMA_VERSION),))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def _read_bounds(self) -> tuple[int, int]:
         """(head, first_seq) as stored: two index lookups, no scan."""
