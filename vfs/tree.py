@@ -25,16 +25,17 @@ Thread safety: none here; the Session serialises every call with its lock.
 from __future__ import annotations
 
 import errno
-from collections import OrderedDict
 import logging
 import os
 import stat
-from dataclasses import dataclass, field
+from collections import OrderedDict
 from typing import Callable, Iterator, Protocol
 
 from .base import Base
+from .caller import Caller, join, privs_to_kill
 from .errors import FsError
 from .node import DirEntries, Node, now_ns
+from .tree_disk import DiskNodes
 
 __all__ = ["Caller", "Tree", "Recorder", "ROOT", "NAME_MAX", "join"]
 
@@ -48,42 +49,6 @@ RENAME_WHITEOUT = 4
 _DAY_NS = 24 * 3600 * 10**9
 
 
-def join(parent: str, name: str) -> str:
-    return f"{parent}/{name}" if parent else name
-
-
-@dataclass
-class Caller:
-    """Who asks: the credentials the kernel reports for a request.
-
-    `groups` (supplementary groups) is read from /proc only when a check needs it.
-    """
-
-    uid: int = 0
-    gid: int = 0
-    pid: int = 0
-    umask: int = 0o022
-    groups: tuple[int, ...] | None = field(default=None)
-
-    def in_group(self, gid: int) -> bool:
-        if self.uid == 0 or gid == self.gid:
-            return True
-        if self.groups is None:
-            self.groups = _sup_groups(self.pid)
-        return gid in self.groups
-
-
-def _sup_groups(pid: int) -> tuple[int, ...]:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("Groups:"):
-                    return tuple(int(g) for g in line.split()[1:])
-    except OSError:
-        pass
-    return ()
-
-
 class Recorder(Protocol):
     def changed(self, op: str, paths: list[str], caller: Caller, path2: str | None = None) -> None: ...
 
@@ -93,8 +58,9 @@ class _NullRecorder:
         pass
 
 
-class Tree:
-    """Inode table plus POSIX operations (see module docstring)."""
+class Tree(DiskNodes):
+    """Inode table plus POSIX operations (see module docstring); the passthrough
+    side (nodes that live on disk) is `DiskNodes`."""
 
     def __init__(self, base: Base, *, disk_fd: int | None = None,
                  passthrough: Callable[[str, bool], bool] | None = None) -> None:
@@ -224,30 +190,6 @@ class Tree:
         node.rdev = st.rdev
         return node
 
-    def _disk_child(self, parent: Node, name: str, rel: str,
-                    st: os.stat_result | None = None) -> Node | None:
-        """A node for the backing entry `rel`, to be attached by the caller.
-
-        Names of one hard-linked backing file share one node (and inode number),
-        as they share one inode on disk.
-        """
-        if st is None:
-            try:
-                st = os.stat(rel, dir_fd=self.disk_fd, follow_symlinks=False)
-            except (FileNotFoundError, NotADirectoryError):
-                return None
-        key = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
-            known = self.nodes.get(self._disk_inodes.get(key, 0))
-            if known is not None and known.disk and known.nlink > 0:
-                known.nlink += 1
-                return known
-        node = self._new_node(st.st_mode, st.st_uid, st.st_gid, mtime_ns=st.st_mtime_ns)
-        node.disk = True
-        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
-            self._disk_inodes[key] = node.ino
-        return node
-
     def _attach(self, parent: Node, name: str, node: Node) -> None:
         assert parent.children is not None
         parent.children.set(name, node.ino)
@@ -305,36 +247,6 @@ class Tree:
                         dirnode.nlink += 1
             dirnode.children = children
         return dirnode.children
-
-    def _refresh_disk_dir(self, dirnode: Node) -> DirEntries:
-        if dirnode.children is None:
-            dirnode.children = DirEntries()
-        rel = self.path_of(dirnode)
-        try:
-            on_disk = set(self._disk_listdir(rel))
-        except OSError as exc:
-            raise FsError(exc.errno or errno.EIO, str(exc)) from None
-        for name in dirnode.children.names():
-            if name not in on_disk:
-                self._drop_disk_child(dirnode, name)
-        for name in sorted(on_disk - set(dirnode.children.names())):
-            child = self._disk_child(dirnode, name, join(rel or "", name))
-            if child is not None:
-                self._attach(dirnode, name, child)
-        return dirnode.children
-
-    def _drop_disk_child(self, dirnode: Node, name: str) -> None:
-        ino = dirnode.children.get(name)
-        if ino is None:
-            return
-        child = self.nodes[ino]
-        self._detach(dirnode, name, child)
-        child.nlink = 0 if child.is_dir else child.nlink - 1
-        self._maybe_free(child)
-
-    def _disk_listdir(self, rel: str | None) -> list[str]:
-        with _opened(rel or ".", os.O_RDONLY | os.O_DIRECTORY, self.disk_fd) as fd:
-            return os.listdir(fd)
 
     def load(self, node: Node) -> bytearray:
         """The content buffer of a memory file, read from the base on first use.
@@ -404,63 +316,6 @@ class Tree:
         ino = self.entries(parent).get(name)
         return self.nodes[ino] if ino is not None else None
 
-    def _disk_lookup(self, parent: Node, name: str) -> Node | None:
-        """Look one name up on disk (the backing directory may change behind our back)."""
-        if not parent.is_dir:
-            raise FsError(errno.ENOTDIR, "not a directory")
-        if parent.children is None:
-            parent.children = DirEntries()
-        rel = join(self.path_of(parent) or "", name)
-        try:
-            st = os.stat(rel, dir_fd=self.disk_fd, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
-            st = None
-        except OSError as exc:
-            raise FsError(exc.errno or errno.EIO, str(exc)) from None
-        ino = parent.children.get(name)
-        if ino is not None:
-            node = self.nodes[ino]
-            if st is not None and stat.S_IFMT(st.st_mode) == stat.S_IFMT(node.mode):
-                return node
-            self._drop_disk_child(parent, name)  # gone, or replaced by another kind of entry
-        if st is None:
-            return None
-        child = self._disk_child(parent, name, rel, st)
-        self._attach(parent, name, child)
-        return child
-
-    def disk_stat(self, node: Node) -> os.stat_result | None:
-        """Fresh lstat of a disk node (None when it vanished)."""
-        if node.pin is not None:
-            return os.fstat(node.pin)
-        path = self.path_of(node)
-        if path is None:
-            return None
-        try:
-            return os.stat(path or ".", dir_fd=self.disk_fd, follow_symlinks=False)
-        except OSError:
-            return None
-
-    def _pin(self, node: Node, rel: str) -> None:
-        """`rel` is about to lose its last name: keep it reachable through an O_PATH descriptor
-        while the kernel still holds it (fstat, fchmod, ftruncate through an open descriptor).
-
-        Directories too: a directory open for reading is an `opendir`, which `opens` does not
-        count, so the kernel's lookups decide; the pin goes when the node is freed.
-        """
-        if node.pin is None and (node.opens > 0 or node.lookups > 0) and (node.is_reg or node.is_dir) \
-                and (node.is_dir or node.nlink <= 1):
-            node.pin = os.open(rel, os.O_PATH | os.O_NOFOLLOW, dir_fd=self.disk_fd)
-
-    def _disk_ref(self, node: Node) -> tuple[str, int | None]:
-        """(path, dir_fd) naming a disk node for path-based calls, also once it is unlinked."""
-        if node.pin is not None:
-            return f"/proc/self/fd/{node.pin}", None
-        path = self.path_of(node)
-        if path is None:
-            raise FsError(errno.ENOENT, "unlinked")
-        return path or ".", self.disk_fd
-
     def readlink(self, node: Node) -> bytes:
         if not node.is_lnk:
             raise FsError(errno.EINVAL, "not a symlink")
@@ -500,37 +355,6 @@ class Tree:
         elif mode & stat.S_ISGID and not stat.S_ISDIR(mode) and not caller.in_group(gid):
             mode &= ~stat.S_ISGID
         return caller.uid, gid, mode
-
-    def _is_disk_child(self, parent: Node, name: str, is_dir: bool) -> bool:
-        if parent.disk:
-            return True
-        if not self.passthrough:
-            return False
-        return self.passthrough(join(self.path_of(parent) or "", name), is_dir)
-
-    def _disk_path(self, parent: Node, name: str) -> str:
-        return join(self.path_of(parent) or "", name)
-
-    def _disk_new(self, parent: Node, name: str, caller: Caller, make: Callable[[str], None],
-                  mode: int) -> Node:
-        """Create a passthrough entry with `make(rel)`, then give it the caller's owner and the exact
-        mode (the daemon's own umask and group must not leak into it)."""
-        rel = self._disk_path(parent, name)
-        uid, gid, mode = self._owner(parent, caller, mode)
-        try:
-            make(rel)
-            if os.geteuid() == 0:
-                os.chown(rel, uid, gid, dir_fd=self.disk_fd, follow_symlinks=False)
-            if not stat.S_ISLNK(mode):
-                os.chmod(rel, mode & 0o7777, dir_fd=self.disk_fd)
-        except OSError as exc:
-            raise FsError(exc.errno or errno.EIO, str(exc)) from None
-        child = self._disk_child(parent, name, rel)
-        if child is None:
-            raise FsError(errno.EIO, f"{rel} vanished after creation")
-        self._attach(parent, name, child)
-        parent.touch()
-        return child
 
     def create(self, parent: Node, name: str, mode: int, caller: Caller) -> Node:
         """Create a regular file (O_CREAT|O_EXCL semantics: EEXIST if present)."""
@@ -648,14 +472,6 @@ class Tree:
         self._maybe_free(child)
         if not child.disk:
             self.recorder.changed("unlink", [path], caller)
-
-    def _disk_remove(self, child: Node, path: str, remove) -> None:
-        """Remove a passthrough entry on disk, pinning it first for descriptors still open on it."""
-        try:
-            self._pin(child, path)
-            remove(path, dir_fd=self.disk_fd)
-        except OSError as exc:
-            raise FsError(exc.errno or errno.EIO, str(exc)) from None
 
     def rmdir(self, parent: Node, name: str, caller: Caller) -> None:
         if name == ".":
@@ -785,15 +601,6 @@ class Tree:
             if flags & RENAME_EXCHANGE:
                 touched += [p for p, _ in self.walk(dst, old_path)]
             self.recorder.changed("rename", sorted(set(touched)), caller, path2=new_path)
-
-    def _disk_rename(self, old: str, new: str, flags: int) -> None:
-        try:
-            if flags:
-                _renameat2(self.disk_fd, old, new, flags)
-            else:
-                os.rename(old, new, src_dir_fd=self.disk_fd, dst_dir_fd=self.disk_fd)
-        except OSError as exc:
-            raise FsError(exc.errno or errno.EIO, str(exc)) from None
 
     # ------------------------------------------------------------------ content and metadata
     def write(self, node: Node, offset: int, buf: bytes, caller: Caller | None = None) -> int:
@@ -926,45 +733,8 @@ class Tree:
 
     def _kill_priv(self, node: Node, caller: Caller | None = None, *, chown: bool = False) -> None:
         """Clear setuid/setgid of a non-directory as Linux does on write, truncate and chown
-        (see `_privs_to_kill`).  Without `caller`: an unprivileged caller in the file's group."""
-        node.mode &= ~_privs_to_kill(node.mode, node.gid, caller, chown=chown)
-
-    def _disk_setattr(self, node: Node, caller: Caller, mode, uid, gid, size, atime_ns, mtime_ns) -> None:
-        """setattr of a passthrough entry, done by the daemon on the backing file.
-
-        The daemon may keep setuid/setgid where the caller would lose them, so
-        truncation and chown clear them here for the caller as `_kill_priv` does.
-        """
-        rel, fd = self._disk_ref(node)
-        follow = node.pin is not None  # /proc/self/fd/N must be followed to reach the file
-        try:
-            if size is not None:
-                with _opened(rel, os.O_WRONLY, fd) as f:
-                    os.ftruncate(f, size)
-                if caller.uid != 0:
-                    st = os.stat(rel, dir_fd=fd, follow_symlinks=follow)
-                    current = st.st_mode if mode is None else mode
-                    kill = _privs_to_kill(current, st.st_gid, caller, chown=False)
-                    if kill:
-                        mode = current & ~kill
-            if mode is not None and not node.is_lnk:
-                os.chmod(rel, mode & 0o7777, dir_fd=fd)
-            if uid is not None or gid is not None:
-                before = os.stat(rel, dir_fd=fd, follow_symlinks=follow)
-                kill = _privs_to_kill(before.st_mode, before.st_gid, caller, chown=True)
-                os.chown(rel, -1 if uid is None else uid, -1 if gid is None else gid, dir_fd=fd,
-                         follow_symlinks=follow)
-                if kill and not node.is_lnk:
-                    after = os.stat(rel, dir_fd=fd, follow_symlinks=follow)
-                    if after.st_mode & kill:
-                        os.chmod(rel, stat.S_IMODE(after.st_mode) & ~kill, dir_fd=fd)
-            if atime_ns is not None or mtime_ns is not None:
-                st = os.stat(rel, dir_fd=fd, follow_symlinks=follow)
-                os.utime(rel, ns=(st.st_atime_ns if atime_ns is None else atime_ns,
-                                  st.st_mtime_ns if mtime_ns is None else mtime_ns),
-                         dir_fd=fd, follow_symlinks=follow)
-        except OSError as exc:
-            raise FsError(exc.errno or errno.EIO, str(exc)) from None
+        (see `privs_to_kill`).  Without `caller`: an unprivileged caller in the file's group."""
+        node.mode &= ~privs_to_kill(node.mode, node.gid, caller, chown=chown)
 
     def commit(self, node: Node, caller: Caller) -> bool:
         """A close/fsync point: report unsaved content as one write. True if anything was recorded."""
@@ -977,40 +747,3 @@ class Tree:
         return bool(paths)
 
 
-def _privs_to_kill(mode: int, gid: int, caller: Caller | None, *, chown: bool) -> int:
-    """The setuid/setgid bits Linux clears on a write, truncation or chown of a non-directory.
-
-    setuid always goes; setgid goes when the file is group-executable or the
-    caller is not in the file's group.  Writes and truncation by a caller with
-    CAP_FSETID (taken to be uid 0) keep both; chown clears them for everyone.
-    """
-    if stat.S_ISDIR(mode) or not mode & (stat.S_ISUID | stat.S_ISGID):
-        return 0
-    if not chown and caller is not None and caller.uid == 0:
-        return 0
-    kill = stat.S_ISUID
-    if mode & stat.S_IXGRP or (caller is not None and not caller.in_group(gid)):
-        kill |= stat.S_ISGID
-    return kill & mode
-
-
-class _opened:
-    def __init__(self, rel: str, flags: int, dir_fd: int | None) -> None:
-        self.fd = os.open(rel, flags, dir_fd=dir_fd)
-
-    def __enter__(self) -> int:
-        return self.fd
-
-    def __exit__(self, *exc) -> None:
-        os.close(self.fd)
-
-
-def _renameat2(dir_fd: int, old: str, new: str, flags: int) -> None:
-    import ctypes
-    import ctypes.util
-
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    res = libc.renameat2(dir_fd, os.fsencode(old), dir_fd, os.fsencode(new), flags)
-    if res != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
