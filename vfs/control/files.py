@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..errors import FsError
 from ..session import check_rel_path
+from .logview import LogView
 from .tree import CNode, Stream
 
 if TYPE_CHECKING:
@@ -115,7 +116,8 @@ def build_root(ws: "Workspace") -> CNode:
     view("status.json", lambda: (json.dumps(ws.status(), indent=2, sort_keys=True) + "\n").encode())
     view("changed", lambda: _lines(ws.changed()))
     view("diff", lambda: ws.diff())
-    view("log", lambda: _lines(entry_line(e) for e in ws.log()), live=True)
+    view("log", LogView(ws, entry_line).render, live=True)
+    agent_logs: dict[str, LogView] = {}
     view("errors", lambda: _lines(ws.errors()))
     files["events"] = lambda: CNode(("f", "events"), stream=ws.open_event_stream)
 
@@ -146,7 +148,7 @@ def build_root(ws: "Workspace") -> CNode:
     dirs = {
         "diffs": lambda: _mirror(ws, ("diffs",), lambda p: ws.diff(p), only_changed=True),
         "versions": lambda: _mirror_versions(ws),
-        "agents": lambda: _agents_dir(ws),
+        "agents": lambda: _agents_dir(ws, agent_logs),
     }
     if getattr(ws, "semantics", None) is not None:
         from .index_files import index_entries
@@ -265,12 +267,15 @@ def _versions_of(ws: "Workspace", path: str) -> CNode:
     return CNode(("versions", "of", path), is_dir=True, list=names, child=child)
 
 
-def _agents_dir(ws: "Workspace") -> CNode:
+def _agents_dir(ws: "Workspace", logs: dict[str, LogView]) -> CNode:
+    """`agents/NAME/log`; `logs` keeps each agent's rendering across lookups."""
+
     def child(name: str) -> CNode | None:
         if name not in ws.agents():
             return None
-        log_node = CNode(("agents", name, "log"), read=lambda: _lines(entry_line(e) for e in ws.log(agent=name)),
-                         live=True)
+        if name not in logs:
+            logs[name] = LogView(ws, entry_line, agent=name)
+        log_node = CNode(("agents", name, "log"), read=logs[name].render, live=True)
         return CNode(("agents", name), is_dir=True, list=lambda: ["log"],
                      child=lambda n: log_node if n == "log" else None)
 
