@@ -57,6 +57,7 @@ MAX_COMMAND_BYTES = 64 << 20
 MAX_LINE_BYTES = 1 << 20
 SMALL_JSON = 64 << 10  # batches up to this size are judged at every newline (see ControlTree.write)
 MAX_MESSAGE = 2000  # characters of an outcome kept for `cat` (user input is echoed in reasons)
+STATIC_ENTRY_TIMEOUT = 300.0  # seconds the kernel may keep the names of `.vfs` and its files
 
 
 @dataclass
@@ -188,7 +189,9 @@ class ControlTree:
         a = pyfuse3.EntryAttributes()
         a.st_ino = self._register(node)
         a.generation = 0
-        a.entry_timeout = 0
+        # `.vfs` and its own files never go away: the kernel may keep their names;
+        # what they hold (and so their size) changes at any time.
+        a.entry_timeout = STATIC_ENTRY_TIMEOUT if _static(node) else 0
         a.attr_timeout = 0
         a.st_uid, a.st_gid = self._uid, self._gid
         a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = time.time_ns()
@@ -446,6 +449,11 @@ class ControlTree:
     def _fail(self, node: CNode, exc: FsError) -> None:
         reason = _one_line(exc.reason)
         node.last = ("error", f"{reason} [{errno.errorcode.get(exc.errno, exc.errno)}]", time.time())
+
+
+def _static(node: CNode) -> bool:
+    """`.vfs` itself or one of its files (not the directories below it, whose entries come and go)."""
+    return node.key == ("d", "") or node.key[0] == "f"
 
 
 # Line breaks and other control characters a user's input can carry into a message
