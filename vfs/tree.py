@@ -552,6 +552,8 @@ class Tree(DiskNodes):
         if src_disk:
             if dst is not None and not flags & RENAME_EXCHANGE:
                 self._pin(dst, new_path)
+            if not new_parent.disk:
+                self._ensure_disk_dir(new_parent)
             self._disk_rename(old_path, new_path, flags)
         if dst is not None and not (flags & RENAME_EXCHANGE):
             if src.is_dir and not dst.is_dir:
@@ -597,6 +599,10 @@ class Tree(DiskNodes):
             uid, gid, mode = self._owner(old_parent, caller, stat.S_IFCHR)
             self._attach(old_parent, old_name, self._new_node(mode, uid, gid))
         if not src_disk:
+            if src.is_dir:
+                self._move_disk_descendants(src, old_path, new_path)
+            if flags & RENAME_EXCHANGE and dst.is_dir:
+                self._move_disk_descendants(dst, new_path, old_path)
             touched += [p for p, _ in self.walk(src, new_path)]
             if flags & RENAME_EXCHANGE:
                 touched += [p for p, _ in self.walk(dst, old_path)]

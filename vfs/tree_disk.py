@@ -13,6 +13,7 @@ what it creates or changes are set explicitly for the caller.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 from typing import Callable
@@ -20,6 +21,10 @@ from typing import Callable
 from .caller import Caller, join, privs_to_kill
 from .errors import FsError
 from .node import DirEntries, Node
+
+log = logging.getLogger(__name__)
+
+RENAME_NOREPLACE_FLAG = 1
 
 
 class DiskNodes:
@@ -152,6 +157,8 @@ class DiskNodes:
         mode (the daemon's own umask and group must not leak into it)."""
         rel = self._disk_path(parent, name)
         uid, gid, mode = self._owner(parent, caller, mode)
+        if not parent.disk:
+            self._ensure_disk_dir(parent)
         try:
             make(rel)
             if os.geteuid() == 0:
@@ -166,6 +173,70 @@ class DiskNodes:
         self._attach(parent, name, child)
         parent.touch()
         return child
+
+    def _ensure_disk_dir(self, node: Node) -> None:
+        """Make memory directory `node` exist on disk at its path, so that a passthrough
+        entry can live in it (`newpkg/__pycache__` of a package created in memory): each
+        missing component is made with its node's mode and owner.  Components are checked
+        from the top without following symlinks; one that is not a directory on disk (a
+        file, or a symlink that could lead out of the tree) refuses with EXDEV."""
+        path = self.path_of(node)
+        if not path:
+            return
+        done = ""
+        for part in path.split("/"):
+            done = join(done, part)
+            try:
+                st = os.stat(done, dir_fd=self.disk_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
+            except OSError as exc:
+                raise FsError(exc.errno or errno.EIO, str(exc)) from None
+            if st is not None:
+                if not stat.S_ISDIR(st.st_mode):
+                    raise FsError(errno.EXDEV, f"{done} is not a directory on disk: no passthrough entry below it")
+                continue
+            dirnode = self.resolve(done)
+            try:
+                os.mkdir(done, 0o700, dir_fd=self.disk_fd)
+                if os.geteuid() == 0:
+                    os.chown(done, dirnode.uid, dirnode.gid, dir_fd=self.disk_fd, follow_symlinks=False)
+                os.chmod(done, dirnode.mode & 0o7777, dir_fd=self.disk_fd)
+            except FileExistsError:
+                pass  # made meanwhile: checked again by the next component's stat
+            except OSError as exc:
+                raise FsError(exc.errno or errno.EIO, str(exc)) from None
+
+    def _move_disk_descendants(self, moved: Node, old_path: str, new_path: str) -> None:
+        """After memory directory `moved` went from `old_path` to `new_path`, move the
+        passthrough entries below it on disk too (their disk path is their tree path).
+        One that cannot move (its new place is taken on disk) is dropped from the tree;
+        it stays on disk at its old path.  Directories left empty on disk at old paths the
+        tree no longer has are removed (vfs made them for those entries)."""
+        emptied: set[str] = set()
+        for path, node in list(self.walk(moved, new_path)):
+            if not node.is_dir or node.children is None:
+                continue
+            for name, ino in list(node.children.items()):
+                child = self.nodes[ino]
+                if not child.disk:
+                    continue
+                new_rel = join(path, name)
+                old_rel = old_path + new_rel[len(new_path):]
+                try:
+                    self._ensure_disk_dir(node)
+                    self._disk_rename(old_rel, new_rel, RENAME_NOREPLACE_FLAG)
+                    emptied.add(old_rel.rpartition("/")[0])
+                except FsError as exc:
+                    log.info("passthrough %s stays on disk (cannot move it to %s: %s)", old_rel, new_rel, exc.reason)
+                    self._drop_disk_child(node, name)
+        for old_dir in sorted(emptied, key=len, reverse=True):
+            while old_dir and self.try_resolve(old_dir) is None:
+                try:
+                    os.rmdir(old_dir, dir_fd=self.disk_fd)
+                except OSError:
+                    break
+                old_dir = old_dir.rpartition("/")[0]
 
     def _disk_remove(self, child: Node, path: str, remove) -> None:
         """Remove a passthrough entry on disk, pinning it first for descriptors still open on it."""

@@ -350,3 +350,31 @@ def test_concurrent_writers_and_readers(mnt, repo):
     assert all(int(bad) == 0 and int(reads) > 0 for reads, bad in results), results
     for p, exp in zip(paths, expected):
         assert p.read_text() == exp.read_text()
+
+
+def test_ignored_entries_below_directories_made_in_memory(tmp_path):
+    """Ignored paths go to disk also below a directory that exists only in memory: Python's
+    compileall writes `newpkg/__pycache__`, `mkdir -p pkg/build` works, and a rename of the
+    package takes its `__pycache__` along on disk (regression: ENOENT, then a lost entry)."""
+    source = make_project(tmp_path / "src", {"a.txt": "a\n", ".gitignore": "build/\n*.log\n"})
+    run([*GIT, "init", "-q"], cwd=source)
+    run([*GIT, "add", "-A"], cwd=source)
+    run([*GIT, "commit", "-qm", "initial"], cwd=source)
+    (tmp_path / "mnt").mkdir()
+    m = mount_source(source, tmp_path / "mnt")
+    try:
+        mp = m.path
+        sh("mkdir -p pkg/build && echo hi > pkg/out.log", mp)
+        assert (source / "pkg" / "out.log").read_text() == "hi\n" and (source / "pkg" / "build").is_dir()
+        sh("mkdir newpkg && echo 'x = 1' > newpkg/m.py", mp)
+        sh(f"{sys.executable} -m compileall -q newpkg", mp)
+        pyc = f"m.cpython-{sys.version_info.major}{sys.version_info.minor}.pyc"
+        assert (source / "newpkg" / "__pycache__" / pyc).is_file()
+        assert not (source / "newpkg" / "m.py").exists()  # the source itself stays in memory
+        sh("mv newpkg pkgz", mp)
+        assert os.listdir(mp / "pkgz" / "__pycache__") == [pyc]
+        assert (source / "pkgz" / "__pycache__" / pyc).is_file() and not (source / "newpkg").exists()
+        assert run(["cat", ".vfs/changed"], cwd=mp).stdout.splitlines() == ["A pkgz/m.py"]
+        assert sh(f"{sys.executable} -c 'import pkgz.m; print(pkgz.m.x)'", mp) == "1\n"
+    finally:
+        unmount(m)
