@@ -169,6 +169,8 @@ class Session:
     def state_content(self, path: str, state: State) -> bytes:
         """The bytes behind a state: from the tree, the journal or the base."""
         blob = state.get("blob")
+        if blob is None:
+            raise FsError(errno.ENOENT, f"the content {path} had was never read (it changed outside the mount)")
         node = self.tree.try_resolve(path)
         if node is not None and not node.disk:
             data = self._content(node)
@@ -183,8 +185,8 @@ class Session:
 
     def _store(self, path: str, state: State, node_for_content: Node | None) -> None:
         """Make sure the journal holds the content of `state`."""
-        if self.journal is None or state is None or "blob" not in state:
-            return
+        if self.journal is None or state is None or state.get("blob") is None:
+            return  # nothing to store (no content, or content never read: see _tree_state)
         if self.journal.has_blob(state["blob"]):
             return
         if node_for_content is not None:
@@ -736,6 +738,9 @@ class Session:
             before = self._tree_state(node)
             if before == disk:
                 return "unchanged"
+            if self.journal is not None and node is not None:
+                with self.journal.transaction():
+                    self._store(path, before, node)  # the buffer is about to be dropped
             self._take_base(path, node, disk)
             after = self.current_state(path)
             self._record("external", [(path, before, after)], "external", path=path)

@@ -134,6 +134,32 @@ def test_outside_edits_clean_dirty_and_merge(repo, tmp_path):
         unmount(m)
 
 
+def test_outside_delete_of_files_the_kernel_caches(repo, tmp_path):
+    """Regression: deleting clean files outside the mount, one read through it (its content
+    and name in the kernel's caches) and one never read, failed in the watcher (the journal
+    wanted the old content from the deleted file): the read one stayed visible with its old
+    content, and no `external` entry was written."""
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    m = mount_source(repo, mp)
+    try:
+        assert run(["cat", "app/core.py"], cwd=mp).stdout == FILES["app/core.py"]
+        assert "test_other.py" in run(["ls", "tests"], cwd=mp).stdout.split()
+        os.unlink(repo / "app" / "core.py")
+        os.unlink(repo / "tests" / "test_other.py")
+        assert _wait(lambda: "core.py" not in run(["ls", "app"], cwd=mp).stdout.split()
+                     and "test_other.py" not in run(["ls", "tests"], cwd=mp).stdout.split())
+        assert run(["cat", "app/core.py"], cwd=mp, check=False).returncode != 0
+        log = (mp / ".vfs" / "log").read_text()
+        assert " external app/core.py" in log and " external tests/test_other.py" in log
+        assert (mp / ".vfs" / "changed").read_text() == ""  # memory agrees with the disk again
+        run(["sh", "-c", "echo app/core.py > .vfs/rollback"], cwd=mp)  # the content read before
+        assert run(["cat", "app/core.py"], cwd=mp).stdout == FILES["app/core.py"]
+    finally:
+        unmount(m)
+        git("checkout", "--", "app/core.py", "tests/test_other.py", cwd=repo)
+
+
 def test_pytest_on_impact_runs_exactly_the_affected_tests(repo, tmp_path):
     mp = tmp_path / "mnt"
     mp.mkdir()
