@@ -1,5 +1,9 @@
 """The session's git diff branch: base commit + the session's changes, as commits.
 
+The changes are the overlay (what differs from the disk) and the paths synced to
+the disk since (`Session.synced`), so the branch head always holds the mount's
+content, before and after a sync.
+
 `BranchKeeper` turns the session's overlay into `gitsync.DiffBranch.commit`
 calls: on every checkpoint, after each batch and, with `auto_commit` on,
 after a quiet period following edits (debounced).  Each commit's message
@@ -97,7 +101,9 @@ class BranchKeeper:
         s = self.session
         with s.lock:
             changes: dict[str, tuple[int, bytes] | None] = {}
-            for path, state in s.overlay.items():
+            states = {p: s.current_state(p) for p in s.synced if p not in s.overlay}
+            states.update(s.overlay)  # the mount's state of every path changed since the base commit
+            for path, state in states.items():
                 if state is None:
                     changes[path] = None
                 elif state["kind"] == "file":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import stat
@@ -122,6 +123,9 @@ class Session:
         self._compound: list[str] | None = None
         # Paths changed on disk while their buffer was dirty: path -> {"ancestor": state, "theirs": state}.
         self.conflicts: dict[str, dict] = {}
+        # Paths that left the overlay by a sync: the disk holds them now, but a diff against
+        # the commit the session started from must still show them (the diff branch).
+        self.synced: set[str] = set(json.loads(journal.get_meta("synced") or "[]")) if journal else set()
 
     # ------------------------------------------------------------------ listeners
     def subscribe(self, fn: Callable[[Change], None]) -> Callable[[], None]:
@@ -690,12 +694,14 @@ class Session:
         with self.lock:
             for path in paths:
                 self.base_states.forget(path)
+            self.synced.update(paths)
             if self.journal is not None:
                 with self.journal.transaction():
                     change = self._record("sync", [], agent, info={"paths": sorted(paths)})
                     for path in paths:
                         self.overlay.pop(path, None)
                         self.journal.set_state(path, None)
+                    self.journal.set_meta("synced", json.dumps(sorted(self.synced)))
             else:
                 change = self._record("sync", [], agent, info={"paths": sorted(paths)})
                 for path in paths:

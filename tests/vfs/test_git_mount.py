@@ -160,6 +160,36 @@ def test_outside_delete_of_files_the_kernel_caches(repo, tmp_path):
         git("checkout", "--", "app/core.py", "tests/test_other.py", cwd=repo)
 
 
+def test_diff_branch_keeps_synced_edits(repo, tmp_path):
+    """Regression: after a sync the synced paths left the overlay, and the next diff-branch
+    commit reverted them to the base commit.  The branch head holds the mount's content
+    before and after a sync, also after a remount."""
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    sh = lambda script: run(["sh", "-c", script], cwd=mp)  # noqa: E731
+    m = mount_source(repo, mp)
+    try:
+        (mp / "app" / "core.py").write_text("def value():\n    return 2\n")
+        os.unlink(mp / "tests" / "test_other.py")
+        sh("echo > .vfs/sync && echo one > .vfs/checkpoint")
+        (mp / "notes.txt").write_text("after the sync\n")
+        sh("echo two > .vfs/checkpoint")
+        assert git("show", "in-memory-edits:app/core.py", cwd=repo).stdout == "def value():\n    return 2\n"
+        assert git("show", "in-memory-edits:notes.txt", cwd=repo).stdout == "after the sync\n"
+        assert "tests/test_other.py" not in git("ls-tree", "-r", "--name-only", "in-memory-edits", cwd=repo).stdout
+    finally:
+        unmount(m)
+    m = mount_source(repo, mp)
+    try:
+        (mp / "notes.txt").write_text("after the remount\n")
+        sh("echo three > .vfs/checkpoint")
+        assert git("show", "in-memory-edits:app/core.py", cwd=repo).stdout == "def value():\n    return 2\n"
+        tree = git("ls-tree", "-r", "--name-only", "in-memory-edits", cwd=repo).stdout
+        assert "tests/test_other.py" not in tree and "notes.txt" in tree
+    finally:
+        unmount(m)
+
+
 def test_pytest_on_impact_runs_exactly_the_affected_tests(repo, tmp_path):
     mp = tmp_path / "mnt"
     mp.mkdir()
