@@ -21,6 +21,7 @@ written by write(2) to a file that was not yet closed or fsynced are not.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -97,6 +98,7 @@ class Workspace:
                  passthrough: Any = None, branch_off: str = "") -> None:
         self.source = source
         self.repo = repo
+        self._state_lock: int | None = None  # fd holding the state directory's flock (see _lock_state_dir)
         self.keeper = keeper
         self.branch_off = branch_off
         self.watcher = OutsideWatcher(watch_root, session.base_changed, passthrough) \
@@ -146,6 +148,11 @@ class Workspace:
             base.close()
             raise
         state_dir = _under(state_dir_for(source), source, under)
+        try:
+            lock = _lock_state_dir(state_dir, source)
+        except FsError:
+            base.close()
+            raise
         journal = cls._journal(state_dir, options)
         rules = PassthroughRules(under, options.passthrough, read=_reader(base))
         session = Session(base, disk_fd=base.dir_fd, passthrough=rules.is_passthrough, journal=journal)
@@ -156,6 +163,7 @@ class Workspace:
         ws = cls(source, options, base, session, state_dir, journal, repo=repo, keeper=keeper,
                  watch_root=under, passthrough=rules.is_passthrough, branch_off=off)
         ws.settings = settings
+        ws._state_lock = lock
         ws._recover()
         return ws
 
@@ -172,6 +180,7 @@ class Workspace:
             raise FsError(errno.EINVAL, str(exc)) from None
         options, settings = _configure(options, _reader(base))
         state_dir = state_dir_for(source, name=f"rev-{tag}")
+        lock = _lock_state_dir(state_dir, f"{source} at {repo.base_commit[:12]} on {mp}")
         journal = cls._journal(state_dir, options)
         session = Session(base, journal=journal)
         _limit_memory(session, options)
@@ -179,6 +188,7 @@ class Workspace:
         keeper, off = cls._keeper(session, source, options, branch, repo.base_commit)
         ws = cls(source, options, base, session, state_dir, journal, repo=repo, keeper=keeper, branch_off=off)
         ws.settings = settings
+        ws._state_lock = lock
         ws._recover()
         return ws
 
@@ -254,6 +264,9 @@ class Workspace:
                 self.journal.set_meta("running", "0")
             self.journal.close()
         self.base.close()
+        if self._state_lock is not None:
+            os.close(self._state_lock)  # releases the flock: the source may be mounted again
+            self._state_lock = None
 
     # ------------------------------------------------------------------ queries
     def status(self) -> dict[str, Any]:
@@ -529,6 +542,23 @@ def _summary(what: str, change) -> str:
     if change is None:
         return f"{what}: nothing changed"
     return f"{what} at seq {change.seq}: {len(change.paths)} path(s) changed"
+
+
+def _lock_state_dir(state_dir: Path, what: str) -> int:
+    """Hold the state directory for this workspace alone (an flock the kernel drops when the
+    process dies, also by kill -9): two sessions on one journal would diverge."""
+    state_dir = Path(state_dir)
+    if not state_dir.exists():
+        state_dir.mkdir(mode=0o700, parents=True)
+        os.chmod(state_dir, 0o700)
+    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FsError(errno.EBUSY, f"{what} is already mounted or open (its state directory is in use: "
+                                   f"{state_dir}); unmount it first") from None
+    return fd
 
 
 def _display(path: str, source: str) -> str:

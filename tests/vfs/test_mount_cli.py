@@ -38,10 +38,14 @@ def test_mount_over_source_itself(project):
 
 
 def test_mount_errors_are_one_line(project, tmp_path, mounted):
+    other = tmp_path / "other"
+    other.mkdir()
     cases = [
         ([str(tmp_path / "nope")], "does not exist"),
         ([str(project / "README.md")], "is not a directory"),
         ([str(project), str(mounted.path)], "already mounted"),
+        # The same source at a second mount point would share its journal (regression).
+        ([str(project), str(other)], f"{project} is already mounted or open"),
     ]
     for args, needle in cases:
         res = run([*VFS, "mount", *args], check=False)
