@@ -606,7 +606,8 @@ class Tree(DiskNodes):
             touched += [p for p, _ in self.walk(src, new_path)]
             if flags & RENAME_EXCHANGE:
                 touched += [p for p, _ in self.walk(dst, old_path)]
-            self.recorder.changed("rename", sorted(set(touched)), caller, path2=new_path)
+            # The old path first: the journal entry names it (`rename OLD -> NEW`).
+            self.recorder.changed("rename", [old_path, *sorted(set(touched) - {old_path})], caller, path2=new_path)
 
     # ------------------------------------------------------------------ content and metadata
     def write(self, node: Node, offset: int, buf: bytes, caller: Caller | None = None) -> int:

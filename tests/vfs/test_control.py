@@ -606,6 +606,16 @@ def test_unmount_ends_a_blocked_events_reader(project, tmp_path):
         unmount(m)
 
 
+def test_log_names_the_old_path_of_a_rename(mounted):
+    """Regression: a rename's log line named the first of its paths in sorted order
+    (`rename a.txt -> a.txt` for `mv b.txt a.txt`), not the old name."""
+    mp = mounted.path
+    sh(mp, "mv data/notes.txt data/a_notes.txt && mv calc zcalc")
+    entries = log_entries(mp)[-2:]
+    assert [(op, rest.split(" ")[:3]) for _seq, _agent, op, rest in entries] == [
+        ("rename", ["data/notes.txt", "->", "data/a_notes.txt"]), ("rename", ["calc", "->", "zcalc"])]
+
+
 def test_tail_f_log_follows_new_entries(mounted):
     mp = mounted.path
     sh(mp, "echo before > data/notes.txt")
