@@ -616,6 +616,20 @@ def test_log_names_the_old_path_of_a_rename(mounted):
         ("rename", ["data/notes.txt", "->", "data/a_notes.txt"]), ("rename", ["calc", "->", "zcalc"])]
 
 
+def test_batch_without_newline_fails_the_writer(mounted):
+    """Regression: `printf '%s' JSON > .vfs/batch` ran the batch only at close(2), whose error
+    shells ignore: a refused batch exited 0.  A complete small document runs on its write."""
+    mp = mounted.path
+    head = journal_head(mp)
+    bad = json.dumps([{"path": "nope.txt", "old": "a", "new": "b"}])
+    res = sh(mp, f"printf '%s' {shlex.quote(bad)} > .vfs/batch", check=False)
+    assert res.returncode != 0 and journal_head(mp) == head
+    assert cat(mp, ".vfs/batch").endswith("last: error: edit 1 (nope.txt): no such file [ENOENT]\n")
+    good = json.dumps([{"path": "data/notes.txt", "content": "no newline\n"}])
+    sh(mp, f"printf '%s' {shlex.quote(good)} > .vfs/batch")
+    assert cat(mp, "data/notes.txt") == "no newline\n" and journal_head(mp) == head + 1
+
+
 def test_tail_f_log_follows_new_entries(mounted):
     mp = mounted.path
     sh(mp, "echo before > data/notes.txt")

@@ -334,6 +334,11 @@ class Write:
             return 0
         if self.file != "batch":
             return self.payload.count(b"\n") + (0 if self.payload.endswith(b"\n") else 1)
+        # vfs also runs a small batch at the end of a write that completes a valid JSON document:
+        # a chunk boundary there splits the payload into two commands.
+        size = max(1, -(-len(self.payload) // max(1, self.chunks)))
+        if any(_valid(self.payload[:b]) for b in range(size, len(self.payload), size) if b <= SMALL_JSON):
+            return 2
         # vfs runs a batch at a newline that ends a complete JSON document (or clearly no JSON)
         inner, i = [], self.payload.find(b"\n")
         while 0 <= i < len(self.payload) - 1:
@@ -350,6 +355,18 @@ class Write:
 
 def _short(text: str | None, limit: int = 400) -> str | None:
     return text if text is None or len(text) <= limit else text[:limit // 2] + "..." + text[-limit // 2:]
+
+
+SMALL_JSON = 64 << 10  # vfs.control.tree.SMALL_JSON
+
+
+def _valid(raw: bytes) -> bool:
+    """True when `raw` is one valid JSON document (vfs runs a small one at the end of a write)."""
+    try:
+        json.loads(raw)
+        return True
+    except (ValueError, RecursionError):
+        return False
 
 
 def _judged(raw: bytes) -> bool:

@@ -33,7 +33,7 @@ diff              unified diff of the whole session against the base (git apply-
 diffs/PATH        unified diff of one file (directories mirror the tree)
 log               the journal, one entry per line (tail -f follows it)
 agents/           one directory per agent; agents/NAME/log lists its entries
-versions/PATH/N   version N of PATH (1 = oldest kept); ls versions/PATH lists them
+versions/PATH/N   version N of PATH (1 = its first; numbers never change, trimmed ones vanish)
 rollback          write "PATH [N]" (file to version N, default: previous),
                   "SEQ" (whole session back to journal entry SEQ), or "@CHECKPOINT"
 checkpoint        write NAME to record a checkpoint; cat lists them

@@ -145,6 +145,7 @@ class _Handle:
     failed: FsError | None = None
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")())
     nesting: "_Nesting" = field(default_factory=lambda: _Nesting())
+    ran: bool = False  # a command already ran through this handle
 
 
 class ControlTree:
@@ -371,8 +372,12 @@ class ControlTree:
             # its size (a big pretty-printed batch written line by line would
             # stall the FUSE loop for minutes): past SMALL_JSON bytes, try only
             # once every bracket opened was closed.
+            # A small valid JSON document runs at once, newline or not (`printf '%s' JSON`):
+            # then a refusal fails this write, which the writer sees (shells ignore the
+            # errors of close(2)).
             if h.buffer.endswith(b"\n") and (len(h.buffer) <= SMALL_JSON or h.nesting.closed()) \
-                    and _complete_json(bytes(h.buffer)):
+                    and _complete_json(bytes(h.buffer)) \
+                    or len(h.buffer) <= SMALL_JSON and h.nesting.closed() and _valid_json(bytes(h.buffer)):
                 text, h.buffer = bytes(h.buffer), bytearray()
                 h.nesting = _Nesting()
                 await self._run(h, text)
@@ -390,9 +395,16 @@ class ControlTree:
         self._fail(h.node, exc)
         raise exc
 
+    def _pending(self, h: _Handle) -> bool:
+        """Is there a command left in `h`'s buffer to run at close?  (Whitespace after a
+        batch that already ran is not one: `printf '%s\n'` may write the newline apart.)"""
+        if not (h.writing and h.failed is None and h.buffer):
+            return False
+        return not (h.node.whole and h.ran and not h.buffer.strip())
+
     async def flush(self, fh: int) -> None:
         h = self._handle(fh)
-        if h.writing and h.buffer and h.failed is None:
+        if self._pending(h):
             text, h.buffer = bytes(h.buffer), bytearray()
             await self._run(h, text)
 
@@ -404,7 +416,7 @@ class ControlTree:
             h.stream.closed = True
             if h.stream.cleanup:
                 h.stream.cleanup()
-        if h.writing and h.buffer and h.failed is None:
+        if self._pending(h):
             text, h.buffer = bytes(h.buffer), bytearray()
             try:
                 await self._run(h, text)
@@ -436,6 +448,7 @@ class ControlTree:
             self._fail(node, err)
             raise err from None
         node.last = ("ok", _one_line(message), time.time())
+        h.ran = True
 
     def _command(self, node: CNode, text: str, agent: str) -> str:
         """Run a command and wait until the kernel saw its effects: in a worker
@@ -557,6 +570,17 @@ class _Nesting:
         if self.in_string:
             return False
         return self.depth <= 0 if self.opened else not self.blank  # (no bracket: a scalar or garbage)
+
+
+def _valid_json(raw: bytes) -> bool:
+    """True when `raw` is one valid JSON document."""
+    import json
+
+    try:
+        json.loads(raw)
+        return True
+    except (ValueError, RecursionError):
+        return False
 
 
 def _complete_json(raw: bytes) -> bool:
