@@ -7,6 +7,7 @@ Layout, one git concept per module:
 - `tree`   -- rebuild only the trees on changed paths
 - `branch` -- `DiffBranch`: the session's difference as commits on one branch
 - `ignore` -- `IgnoreRules`: git's ignore rules, nested `.gitignore` included
+- `tracked` -- `TrackedPaths`: the paths the index tracks (never ignored)
 - `merge`  -- `merge3`: line-based three-way merge with git's conflict markers
 - `errors` -- `GitSyncError` and its subclasses
 
@@ -24,6 +25,7 @@ from .errors import (
     UnknownRevisionError,
 )
 from .ignore import IgnoreRules
+from .tracked import TrackedPaths
 from .merge import merge3
 from .repo import EMPTY_TREE_SHA, RepoInfo, check_branch_name, open_source
 
@@ -35,6 +37,7 @@ __all__ = [
     "BranchCheckedOutError",
     "ConcurrentUpdateError",
     "RepoInfo",
+    "TrackedPaths",
     "open_source",
     "check_branch_name",
     "EMPTY_TREE_SHA",

@@ -190,6 +190,32 @@ def test_diff_branch_keeps_synced_edits(repo, tmp_path):
         unmount(m)
 
 
+def test_tracked_files_are_never_ignored(repo, tmp_path):
+    """Regression: a tracked file that an ignore pattern matches (`git add -f`) was passed
+    through, so editing it changed the disk with no journal entry.  As in git, a tracked
+    path is not ignored: it stays in memory, as does a directory with tracked files below."""
+    (repo / ".gitignore").write_text("*.log\nbuild/\n")
+    (repo / "keep.log").write_text("tracked\n")
+    (repo / "build").mkdir()
+    (repo / "build" / "kept.txt").write_text("tracked too\n")
+    git("add", ".gitignore", cwd=repo)
+    git("add", "-f", "keep.log", "build/kept.txt", cwd=repo)
+    git("commit", "-qm", "tracked but ignored", cwd=repo)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    m = mount_source(repo, mp)
+    try:
+        run(["sh", "-c", "echo edited >> keep.log && echo edited >> build/kept.txt && echo x > build/new.txt "
+                         "&& echo y > other.log"], cwd=mp)
+        assert (repo / "keep.log").read_text() == "tracked\n"
+        assert (repo / "build" / "kept.txt").read_text() == "tracked too\n"
+        assert (mp / ".vfs" / "changed").read_text().splitlines() == ["M build/kept.txt", "M keep.log"]
+        assert (repo / "build" / "new.txt").read_text() == "x\n" and (repo / "other.log").exists()  # ignored
+        assert git("status", "--short", cwd=mp).stdout.split("\n")[:2] == [" M build/kept.txt", " M keep.log"]
+    finally:
+        unmount(m)
+
+
 def test_pytest_on_impact_runs_exactly_the_affected_tests(repo, tmp_path):
     mp = tmp_path / "mnt"
     mp.mkdir()
