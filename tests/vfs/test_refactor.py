@@ -727,3 +727,21 @@ def test_plan_applied_as_one_batch_through_a_workspace(tmp_path):
         assert (src / "shop/pricing.py").read_text() == SAMPLE["shop/pricing.py"]
     finally:
         ws.close()
+
+
+def test_star_reexport_by_a_package_that_never_spells_the_name():
+    """Regression (more-itertools: `import more_itertools as mi; mi.chunked`): a package
+    re-exporting by `from .more import *` does not contain the name as text, so the text
+    filter never looked at it and `from pkg import chunked` / `mi.chunked` stayed."""
+    files = {
+        "pkg/__init__.py": "from .more import *\n",
+        "pkg/broken.py": "from .more import *\ndef (:\n",  # unparsable, no mention: skipped, not refused
+        "pkg/more.py": "__all__ = ['chunked']\n\n\ndef chunked(x):\n    return x\n",
+        "tests/test_more.py": "import pkg as mi\nfrom pkg import chunked\n\n\ndef test():\n"
+                              "    assert mi.chunked(1) == chunked(1)\n",
+    }
+    assert plan(files, "pkg.more.chunked", "chunky") == {
+        "pkg/more.py": "__all__ = ['chunky']\n\n\ndef chunky(x):\n    return x\n",
+        "tests/test_more.py": "import pkg as mi\nfrom pkg import chunky\n\n\ndef test():\n"
+                              "    assert mi.chunky(1) == chunky(1)\n",
+    }

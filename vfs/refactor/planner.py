@@ -31,6 +31,7 @@ class _Planner:
         self._texts: dict[str, bytes | None] = {}
         self._files: dict[str, _File] = {}
         self._outlines: dict[str, _Outline] = {}
+        self._star: list[str] | None = None  # see star_importers
         self.stats: dict[str, int] = {}  # files read / outlined with ast / parsed with libcst, for tuning
         self._edits: dict[str, _Edits] = {}
         self.what = ""  # "pkg.mod.old to new", for messages
@@ -61,6 +62,15 @@ class _Planner:
             if data is not None and any(n in data for n in needles) and pattern.search(data):
                 out.append(path)
         return out
+
+    _STAR = re.compile(rb"(?<![A-Za-z0-9_])import\s*\*")
+
+    def star_importers(self) -> list[str]:
+        """Paths whose text has a ``from M import *`` (the text filter: no parsing)."""
+        if self._star is None:
+            self._star = [p for p in self.paths
+                          if b"*" in (self.text(p) or b"") and self._STAR.search(self.text(p) or b"")]
+        return self._star
 
     def file(self, path: str) -> _File:
         f = self._files.get(path)
@@ -193,16 +203,28 @@ class _Planner:
         imported: the module's own names, plus every module that re-exports
         it (imports it unaliased at module level, or by ``*``), transitively."""
         modules = set(self.modules.names(path)) or {self.modules.canonical(path).name}
-        files = self.candidates([name])
+        spelled = set(self.candidates([name]))
+        # A `from M import *` re-exports the name without spelling it.
+        files = sorted(spelled | set(self.star_importers()))
         changed = True
         while changed:
             changed = False
             for p in files:
                 names = set(self.modules.names(p))
-                if names and not names <= modules and self.outline(p).reexports(name, modules):
+                if names and not names <= modules and self.reexports(p, name, modules, strict=p in spelled):
                     modules |= names
                     changed = True
         return modules
+
+    def reexports(self, path: str, name: str, modules: set[str], *, strict: bool) -> bool:
+        """Does `path` re-export `name` of `modules`?  A file that does not spell the name
+        and does not parse cannot: it is skipped (not `strict`), not refused."""
+        try:
+            return self.outline(path).reexports(name, modules)
+        except RenameError:
+            if strict:
+                raise
+            return False
 
     def relevant(self, path: str, modules: set[str], names: set[str], strings: set[str]) -> bool:
         """Whether `path` can refer to `names` of `modules` at all: it is one of
