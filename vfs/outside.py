@@ -16,6 +16,7 @@ import os
 import threading
 from typing import Callable
 
+import watchdog.events
 from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent,
                              FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEvent,
                              FileSystemEventHandler)
@@ -29,8 +30,11 @@ SETTLE_SECONDS = 0.05
 # Changes only.  Without a filter inotify also reports every open and close of a file, and
 # the daemon opens backing files all the time (each first read through the mount): the
 # watcher's threads spent as much CPU as serving the reads.
+# (watchdog >= 7 reports chmod and touch as File/DirAttribEvent, older ones as modified.)
 EVENTS = [FileModifiedEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileMovedEvent,
-          DirCreatedEvent, DirDeletedEvent, DirMovedEvent]
+          DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
+          *(getattr(watchdog.events, name) for name in ("FileAttribEvent", "DirAttribEvent")
+            if hasattr(watchdog.events, name))]
 
 
 class OutsideWatcher(FileSystemEventHandler):

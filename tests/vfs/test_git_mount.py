@@ -160,6 +160,27 @@ def test_outside_delete_of_files_the_kernel_caches(repo, tmp_path):
         git("checkout", "--", "app/core.py", "tests/test_other.py", cwd=repo)
 
 
+def test_outside_rename_chmod_and_new_directory(repo, tmp_path):
+    """The watcher asks inotify for changes only (not every open/close): renames, mode
+    changes and files in new directories made outside still reach the mount."""
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    m = mount_source(repo, mp)
+    try:
+        assert run(["cat", "app/core.py"], cwd=mp).stdout == FILES["app/core.py"]
+        os.rename(repo / "app" / "core.py", repo / "app" / "renamed.py")
+        os.chmod(repo / "notes.txt", 0o600)
+        (repo / "newdir").mkdir()
+        (repo / "newdir" / "made.txt").write_text("outside\n")
+        assert _wait(lambda: (mp / "app" / "renamed.py").exists() and not (mp / "app" / "core.py").exists()
+                     and (mp / "notes.txt").stat().st_mode & 0o777 == 0o600
+                     and (mp / "newdir" / "made.txt").exists())
+        assert run(["cat", "app/renamed.py"], cwd=mp).stdout == FILES["app/core.py"]
+        assert run(["cat", "newdir/made.txt"], cwd=mp).stdout == "outside\n"
+    finally:
+        unmount(m)
+
+
 def test_diff_branch_keeps_synced_edits(repo, tmp_path):
     """Regression: after a sync the synced paths left the overlay, and the next diff-branch
     commit reverted them to the base commit.  The branch head holds the mount's content
