@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .errors import FsError
-from .mounts import find_mount, is_mounted, live_mounts, state_dir_for
+from .mounts import UNMOUNT_NOTE, find_mount, is_mounted, live_mounts, state_dir_for
 
 __all__ = ["main"]
 
@@ -159,7 +159,13 @@ def cmd_unmount(args: argparse.Namespace) -> int:
     while time.monotonic() < deadline:
         if not _alive(rec.pid) and not is_mounted(mountpoint):
             print(f"unmounted {mountpoint}")
-            return 0
+            note = Path(rec.state_dir) / UNMOUNT_NOTE
+            try:
+                message = note.read_text().strip()
+            except OSError:
+                return 0
+            note.unlink(missing_ok=True)
+            raise CliError(message)
         time.sleep(0.05)
     raise CliError(f"daemon {rec.pid} did not stop within {args.timeout:.0f}s; "
                    f"release the mount with: fusermount3 -uz {mountpoint}")

@@ -28,7 +28,10 @@ from pathlib import Path
 
 from .errors import FsError
 
-__all__ = ["MountRecord", "UnsafeDirectory", "state_dir_for", "registry_dir", "register", "unregister", "live_mounts",
+# In a state directory: what went wrong while unmounting, for `vfs unmount` to tell.
+UNMOUNT_NOTE = "unmount-note"
+
+__all__ = ["UNMOUNT_NOTE", "MountRecord", "UnsafeDirectory", "state_dir_for", "registry_dir", "register", "unregister", "live_mounts",
            "is_mounted", "find_mount"]
 
 

@@ -47,7 +47,7 @@ from .control.tree import ControlTree
 from .diffs import changed_lines, path_diff, session_diff
 from .errors import FsError
 from .journal import Journal
-from .mounts import state_dir_for
+from .mounts import UNMOUNT_NOTE, state_dir_for
 from .outside import OutsideWatcher
 from .passthrough import PassthroughRules
 from .semantic import Semantics
@@ -250,7 +250,9 @@ class Workspace:
             try:
                 self.syncer.sync(agent="vfs")
             except FsError as exc:
-                log.error("lazy sync at unmount refused: %s (changes stay in the journal)", exc)
+                message = f"the lazy sync at unmount was refused: {exc.reason} (the changes stay in the journal)"
+                log.error("%s", message)
+                (self.state_dir / UNMOUNT_NOTE).write_text(message + "\n")
 
     def close(self, clean: bool = True) -> None:
         if self.watcher is not None:
@@ -558,6 +560,7 @@ def _lock_state_dir(state_dir: Path, what: str) -> int:
         os.close(fd)
         raise FsError(errno.EBUSY, f"{what} is already mounted or open (its state directory is in use: "
                                    f"{state_dir}); unmount it first") from None
+    (state_dir / UNMOUNT_NOTE).unlink(missing_ok=True)  # about an earlier session
     return fd
 
 

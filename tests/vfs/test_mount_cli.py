@@ -80,3 +80,30 @@ def test_pytest_inside_mount_sees_memory_only_edit(mounted):
 def test_demo_command_runs():
     res = run([*VFS, "demo"], timeout=180)
     assert "4 passed" in res.stdout and "unchanged" in res.stdout and "vfs demo: done" in res.stdout
+
+
+def test_unmount_tells_when_the_lazy_sync_was_refused(tmp_path):
+    """Regression: in lazy mode a sync refused at unmount (a syntax error) was only in the
+    daemon's log; `vfs unmount` said "unmounted" and exited 0."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.py").write_text("x = 1\n")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    m = mount_source(src, mp, "--mode", "lazy")
+    try:
+        (mp / "a.py").write_text("def (\n")
+    finally:
+        res = run([*VFS, "unmount", str(mp)], check=False)
+        unmount(m)
+    assert res.returncode == 1 and res.stdout.strip() == f"unmounted {mp}"
+    assert "the lazy sync at unmount was refused: refused: syntax error in a.py:1:5" in res.stderr
+    assert (src / "a.py").read_text() == "x = 1\n"
+    m = mount_source(src, mp, "--mode", "lazy")  # the edit is still there, and syncs once fixed
+    try:
+        assert (mp / "a.py").read_text() == "def (\n"
+        (mp / "a.py").write_text("x = 2\n")
+    finally:
+        res = run([*VFS, "unmount", str(mp)], check=False)
+        unmount(m)
+    assert res.returncode == 0 and (src / "a.py").read_text() == "x = 2\n"
