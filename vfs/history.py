@@ -6,7 +6,9 @@ history a pure function of the journal:
 
 - the *versions* of a path are the distinct contents it held: version 1 is
   its content before its first recorded change (when it existed), then one
-  version per entry that left it holding a file;
+  version per entry that left it holding a file.  Trimming the journal folds
+  the trimmed entries into a per-path tally (`summarize_trimmed`), so numbers
+  never shift: version N keeps its content or is gone;
 - rolling the session back to entry SEQ puts every path touched after SEQ
   back to its state before the earliest such entry;
 - a rollback is itself one journal entry (op `rollback`), so it can be
