@@ -3,10 +3,11 @@
 for relative paths.  Plain functions and data; no state."""
 from __future__ import annotations
 
+import os
 import stat
 from dataclasses import dataclass, field
 
-__all__ = ["Caller", "join", "privs_to_kill"]
+__all__ = ["API_CALLER", "Caller", "join", "privs_to_kill"]
 
 
 def join(parent: str, name: str) -> str:
@@ -60,3 +61,7 @@ def privs_to_kill(mode: int, gid: int, caller: Caller | None, *, chown: bool) ->
     if mode & stat.S_IXGRP or (caller is not None and not caller.in_group(gid)):
         kill |= stat.S_ISGID
     return kill & mode
+
+
+# Changes made through the API and control commands act as the daemon's user.
+API_CALLER = Caller(uid=os.getuid(), gid=os.getgid(), pid=0, umask=0o022)

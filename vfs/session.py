@@ -32,7 +32,9 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .agents import AgentNames
 from .base import Base
+from .caller import API_CALLER
 from .errors import FsError
+from .external import ExternalChanges
 from .node import Node
 from .states import BaseStates, State, blob_id, node_state
 from .tree import ROOT, Caller, Tree, join
@@ -62,8 +64,6 @@ def check_rel_path(path: str) -> str:
         raise FsError(errno.EINVAL, f"path inside the control directory: {path}")
     return "/".join(parts)
 
-
-API_CALLER = Caller(uid=os.getuid(), gid=os.getgid(), pid=0, umask=0o022)
 
 # Operations that are journaled even when they change no path (markers in the history).
 _ALWAYS_RECORDED = frozenset({"checkpoint", "sync", "rollback", "batch", "mode", "resolve"})
@@ -97,8 +97,9 @@ class Handle:
     wrote: bool = False  # a write(2) came through this handle
 
 
-class Session:
-    """See module docstring."""
+class Session(ExternalChanges):
+    """See module docstring; changes that do not come through the kernel (applied
+    states, syncs, outside edits) are in `vfs.external`."""
 
     def __init__(self, base: Base, *, disk_fd: int | None = None,
                  passthrough: Callable[[str, bool], bool] | None = None,
@@ -586,93 +587,6 @@ class Session:
             self._ensure_dirs(path)
         return result["change"]
 
-    # ------------------------------------------------------------------ applying absolute states
-    def apply_states(self, states: dict[str, State], contents: Callable[[str, State], bytes]) -> list[str]:
-        """Make each path hold its state (None = absent), creating parents as needed.
-
-        The building block of rollback, batch and crash recovery.  Removals run
-        deepest first, creations shallowest first.  Returns the paths changed.
-        Callers hold the lock and run this inside `compound()` (or quietly).
-        """
-        changed = []
-        removals = sorted((p for p, s in states.items() if s is None), key=lambda p: -p.count("/"))
-        for path in removals:
-            node = self.tree.try_resolve(path)
-            if node is None or node.disk or node.ino == ROOT:
-                continue
-            self.delete_tree_node(self.tree.nodes[node.parent], node.name, node)
-            changed.append(path)
-        for path in sorted((p for p, s in states.items() if s is not None), key=lambda p: p.count("/")):
-            state = states[path]
-            if self.current_state(path) == state:
-                continue
-            if path == "":
-                root = self.tree.nodes[ROOT]  # the root's own mode (chmod of the mount point)
-                if state.get("kind") == "dir":
-                    root.mode = state["mode"]
-                    root.touch(content=False)
-                    self.changed("apply", [path], API_CALLER)
-                    changed.append(path)
-                continue
-            parent_path, _, name = path.rpartition("/")
-            parent = self._ensure_dirs(parent_path)
-            node = self.tree.lookup(parent, name)
-            kind = state["kind"]
-            if node is not None and not ((kind == "file" and node.is_reg) or (kind == "dir" and node.is_dir)):
-                self.delete_tree_node(parent, name, node)
-                node = None
-            if kind == "dir":
-                if node is None:
-                    node = self.tree.mkdir(parent, name, 0o777, API_CALLER)
-                node.mode = state["mode"]
-                node.touch(content=False)
-            elif kind == "file":
-                data = contents(path, state)
-                if node is None:
-                    node = self.tree.create(parent, name, 0o666, API_CALLER)
-                else:
-                    node = self._fresh_inode(parent, name, node)
-                self.tree.dirtied(node)
-                node.data = bytearray(data)
-                node.mode = state["mode"]
-                node.unsaved = False
-                node.touch()
-            elif kind == "symlink":
-                self.tree.symlink(parent, name, contents(path, state), API_CALLER)
-            else:
-                self.tree.mknod(parent, name, state["mode"], state.get("rdev", 0), API_CALLER)
-            self.changed("apply", [path], API_CALLER)
-            changed.append(path)
-        return changed
-
-    def _fresh_inode(self, parent: Node, name: str, node: Node) -> Node:
-        """A new, empty inode in place of the regular file `node` (named `name` in `parent`),
-        with its owner and mode: new content goes there, as a save by rename does.
-
-        Why: changes that do not come through the kernel reach it by asynchronous
-        invalidations.  Until they ran, a reader may still hold the file's old size,
-        and new bytes read under an old size come out cut (a torn read).  A new inode
-        leaves the old one whole for whoever still sees it, and the kernel learns the
-        new one by lookup.  A file with other hard links is changed in place (its
-        other names must see the new content).
-        """
-        if node.nlink != 1 or node.disk or not node.is_reg:
-            return node
-        self.tree.unlink(parent, name, API_CALLER)
-        fresh = self.tree.create(parent, name, node.mode, Caller(API_CALLER.uid, API_CALLER.gid, 0, 0))
-        fresh.uid, fresh.gid, fresh.mode = node.uid, node.gid, node.mode
-        return fresh
-
-    def delete_tree_node(self, parent: Node, name: str, node: Node) -> None:
-        """Remove `node` (named `name` in `parent`) and everything below it."""
-        path = join(self.tree.path_of(parent) or "", name)
-        for _sub, child in reversed(list(self.tree.walk(node, path))):
-            p = self.tree.nodes[child.parent]
-            if child.is_dir:
-                self.tree.rmdir(p, child.name, API_CALLER)
-            else:
-                self.tree.unlink(p, child.name, API_CALLER)
-
     class _AgentScope:
         def __init__(self, session: "Session", agent: str | None) -> None:
             self.session, self.agent, self.saved = session, agent, None
@@ -688,112 +602,6 @@ class Session:
     def _as(self, agent: str | None) -> "Session._AgentScope":
         """Attribute the changes made inside the block to `agent`."""
         return Session._AgentScope(self, agent)
-
-    def mark_synced(self, paths: list[str], *, agent: str = "api") -> Change:
-        """The disk now holds `paths` as the tree does: they leave the overlay; one `sync` entry."""
-        with self.lock:
-            for path in paths:
-                self.base_states.forget(path)
-            self.synced.update(paths)
-            if self.journal is not None:
-                with self.journal.transaction():
-                    change = self._record("sync", [], agent, info={"paths": sorted(paths)})
-                    for path in paths:
-                        self.overlay.pop(path, None)
-                        self.journal.set_state(path, None)
-                    self.journal.set_meta("synced", json.dumps(sorted(self.synced)))
-            else:
-                change = self._record("sync", [], agent, info={"paths": sorted(paths)})
-                for path in paths:
-                    self.overlay.pop(path, None)
-            return change
-
-    # ------------------------------------------------------------------ outside edits
-    def base_changed(self, path: str) -> str:
-        """The backing file at `path` changed outside the mount; returns what happened.
-
-        Clean path: the tree takes the new disk state (lazily re-read), an
-        `external` entry is journaled, kernel caches are invalidated.  Dirty
-        path: the disk state is kept as a conflict (`conflicts`), unless the
-        disk now equals the buffer.  Returns 'unchanged', 'updated',
-        'caught-up' or 'conflict'.
-        """
-        with self.lock:
-            node = self.tree.try_resolve(path)
-            if node is not None and node.disk:
-                return "unchanged"
-            old_base = self.base_states.cached(path)
-            self.base_states.forget(path)
-            disk = self.base_states.state(path)
-            if path in self.overlay or (node is not None and node.unsaved):
-                mine = self.overlay.get(path, _MISSING)
-                if old_base is not None and disk is not None and old_base.get("blob") == disk.get("blob") \
-                        and path not in self.conflicts:
-                    # The disk holds what we already knew it held: a late event of our own
-                    # sync's write (the buffer changed again since), not an outside edit.
-                    return "unchanged"
-                if mine == disk:
-                    self._update_overlay([(path, mine, mine)])
-                    self.conflicts.pop(path, None)
-                    return "caught-up"
-                if old_base is None and mine is _MISSING:
-                    old_base = self.base_states.state(path)
-                entry = self.conflicts.setdefault(path, {"ancestor": old_base})
-                entry["theirs"] = disk
-                return "conflict"
-            before = self._tree_state(node)
-            if before == disk:
-                return "unchanged"
-            if self.journal is not None and node is not None:
-                with self.journal.transaction():
-                    self._store(path, before, node)  # the buffer is about to be dropped
-            self._take_base(path, node, disk)
-            after = self.current_state(path)
-            self._record("external", [(path, before, after)], "external", path=path)
-            self._invalidate([path])
-            return "updated"
-
-    def _tree_state(self, node: Node | None) -> State:
-        if node is None:
-            return None
-        if node.is_reg and node.data is None:
-            return {"kind": "file", "mode": node.mode, "blob": None}  # never read: content unknown
-        return node_state(node, self._content(node))
-
-    def _take_base(self, path: str, node: Node | None, disk: State) -> None:
-        """Make the tree show the base's `disk` state at `path`, re-read lazily (not recorded)."""
-        self._quiet += 1
-        try:
-            parent_path, _, name = path.rpartition("/")
-            parent = self.tree.try_resolve(parent_path)
-            if node is not None and (disk is None or (disk["kind"] == "dir") != node.is_dir
-                                     or (disk["kind"] == "file") != node.is_reg):
-                self.delete_tree_node(self.tree.nodes[node.parent], node.name, node)
-                node = None
-            if disk is None or parent is None or parent.children is None:
-                return
-            st = self.base.stat(path)
-            if st is None:
-                return
-            if node is None:
-                child = self.tree._child_from_base(parent, name, path)
-                if child is not None:
-                    self.tree._attach(parent, name, child)
-                    if child.is_dir:
-                        parent.nlink += 1
-                return
-            if node.is_reg:
-                self.tree.dirtied(node)
-                node.data = None
-                node.base_rel = path
-                node.base_size = st.size
-            elif node.is_lnk:
-                node.target = None
-                node.base_rel = path
-            node.mode = st.mode
-            node.mtime_ns = node.ctime_ns = st.mtime_ns
-        finally:
-            self._quiet -= 1
 
     # ------------------------------------------------------------------ queries
     def changes(self) -> dict[str, State]:
