@@ -76,6 +76,8 @@ print(json.dumps({
     "write": attempt(lambda: write(os.path.join(mp, "README.md"), b"x")),
     "create": attempt(lambda: create(os.path.join(mp, "mine.txt"))),
     "status": attempt(lambda: open(os.path.join(mp, ".vfs", "status")).read()[:7]),
+    "diff": attempt(lambda: open(os.path.join(mp, ".vfs", "diff")).read()),
+    "version": attempt(lambda: open(os.path.join(mp, ".vfs", "versions", "secret.txt", "1")).read()),
     "rollback": attempt(lambda: write(os.path.join(mp, ".vfs", "rollback"), b"0\n")),
     "batch": attempt(lambda: write(os.path.join(mp, ".vfs", "batch"), b'[{"path": "x", "content": "y"}]\n')),
 }))
@@ -119,13 +121,16 @@ def test_allow_other_mount_is_shared_under_the_usual_permissions(shared_dir, mon
     monkeypatch.setenv("XDG_STATE_HOME", str(shared_dir / "state"))
     m = _mount_for_others(shared_dir, "--allow-other")
     try:
+        (m.path / "secret.txt").write_text("owner only, edited\n")  # in .vfs/diff and versions now
         head = json.loads((m.path / ".vfs" / "status.json").read_text())["journal_head"]
         seen = as_other(PROBE, str(m.path))
         assert seen["stat"] == "ok" and seen["read"] == SAMPLE["README.md"]
         assert "README.md" in seen["list"] and ".vfs" not in seen["list"]
         assert seen["read_private"] == "EACCES"  # 0600, root's
         assert seen["write"] == "EACCES" and seen["create"] == "EACCES"
-        assert seen["status"] == "source:"  # control views are readable, like the files
+        # `.vfs` is the owner's: its views show every file's content (regression: another user
+        # read the 0600 secret.txt through .vfs/diff and .vfs/versions).
+        assert seen["status"] == seen["diff"] == seen["version"] == "EACCES"
         assert seen["rollback"] == "EACCES" and seen["batch"] == "EACCES"  # commands are the owner's
         assert json.loads((m.path / ".vfs" / "status.json").read_text())["journal_head"] == head
         assert not (m.path / "mine.txt").exists() and not (m.path / "x").exists()

@@ -198,11 +198,13 @@ class ControlTree:
         a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = time.time_ns()
         a.st_blksize = 4096
         if node.is_dir:
-            a.st_mode = stat.S_IFDIR | 0o555
+            # Owner only: `.vfs` shows the content of every file (diffs, versions), which other
+            # users of an --allow-other mount may not be allowed to read (the kernel checks).
+            a.st_mode = stat.S_IFDIR | 0o500
             a.st_nlink = 2
             a.st_size = 0
         else:
-            a.st_mode = stat.S_IFREG | (0o644 if node.command else 0o444)
+            a.st_mode = stat.S_IFREG | (0o600 if node.command else 0o400)
             a.st_nlink = 1
             a.st_size = self._size(node)
         return a
