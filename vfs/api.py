@@ -19,9 +19,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import FsError
+from .session import check_rel_path
 
 __all__ = ["AgentError", "CodeAgent", "LocalAgent", "MountedAgent", "Symbol", "Location", "Ref"]
 
@@ -107,8 +108,20 @@ class CodeAgent:
         self.close()
 
     # ---------------------------------------------------------------- files
+    def _file(self, op: Callable[[str], Any], path: str) -> Any:
+        """`op(path)` for a path checked as the session checks it (no absolute path, no `..`,
+        not `.vfs/`), with every failure as `AgentError` -- the same for both backends."""
+        try:
+            return op(check_rel_path(path))
+        except AgentError:
+            raise
+        except FsError as exc:
+            raise AgentError(exc.errno, exc.reason) from None
+        except OSError as exc:
+            raise AgentError(exc.errno or errno.EIO, f"{path}: {exc.strerror}") from None
+
     def read_file(self, path: str) -> str:
-        return self._read(path).decode("utf-8")
+        return self._file(self._read, path).decode("utf-8")
 
     def edit_file(self, path: str, old_str: str, new_str: str) -> str:
         """Replace the one occurrence of `old_str` (zero or several: AgentError naming the count)."""
@@ -117,7 +130,7 @@ class CodeAgent:
         return self.batch_edits([{"path": path, "old": old_str, "new": new_str}])
 
     def create_file(self, path: str, content: str) -> str:
-        if self._exists(path):
+        if self._file(self._exists, path):
             raise AgentError(errno.EEXIST, f"{path} exists; use edit_file or batch_edits with content")
         return self.batch_edits([{"path": path, "content": content}])
 

@@ -56,6 +56,24 @@ def test_edit_requires_exactly_one_match(agent, old, count):
     assert agent.changed() == []
 
 
+@pytest.mark.parametrize("path,code,reason", [
+    ("/etc/hostname", errno.EINVAL, "absolute path refused: /etc/hostname"),
+    ("../outside.txt", errno.EINVAL, "path leaves the tree: ../outside.txt"),
+    (".vfs/status", errno.EINVAL, "path inside the control directory: .vfs/status"),
+])
+def test_paths_outside_the_tree_are_refused_by_both_backends(agent, tmp_path, path, code, reason):
+    """Regression: the mounted backend read any path (`/etc/hostname`, `../sibling`) while the
+    local one refused; both check paths as the session does, and raise AgentError."""
+    (tmp_path / "outside.txt").write_text("not yours\n")
+    for call in (lambda: agent.read_file(path), lambda: agent.create_file(path, "x")):
+        with pytest.raises(AgentError) as err:
+            call()
+        assert (err.value.errno, err.value.reason) == (code, reason)
+    with pytest.raises(AgentError) as err:
+        agent.read_file("missing.txt")
+    assert err.value.errno == errno.ENOENT
+
+
 def test_edit_with_empty_old_is_refused(agent):
     with pytest.raises(AgentError, match="non-empty"):
         agent.edit_file("notes.txt", "", "x")
