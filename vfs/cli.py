@@ -68,6 +68,19 @@ def cmd_mount(args: argparse.Namespace) -> int:
     return _spawn_daemon(source, mountpoint, options)
 
 
+def _fuse_says(log_path: Path, start: int) -> str:
+    """What libfuse or fusermount3 wrote to the daemon's log since `start` (the reason a
+    mount failed: a missing `user_allow_other`, no access to /dev/fuse), as a suffix."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(start)
+            lines = f.read(1 << 16).decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    said = [line.strip() for line in lines if line.startswith(("fusermount3:", "fusermount:", "fuse:"))]
+    return f" ({'; '.join(said)})" if said else ""
+
+
 def _toml_value(raw: str):
     import tomllib
 
@@ -79,6 +92,7 @@ def _toml_value(raw: str):
 
 def _spawn_daemon(source: str, mountpoint: str, options: dict) -> int:
     log_path = state_dir_for(source) / "daemon.log"
+    start = log_path.stat().st_size if log_path.exists() else 0
     r, w = os.pipe()
     # 0600 like the journal: the log names paths and agents.
     with open(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600), "ab") as log_file:
@@ -103,7 +117,7 @@ def _spawn_daemon(source: str, mountpoint: str, options: dict) -> int:
         if proc.poll() is None and not text:
             proc.terminate()
         reason = text[len("error: "):] if text.startswith("error: ") else (text or f"daemon exited; see {log_path}")
-        raise CliError(reason)
+        raise CliError(reason + _fuse_says(log_path, start))
     print(f"mounted {source} at {mountpoint} (pid {proc.pid})")
     if sys.stdout.isatty():
         _index_progress(Path(mountpoint))

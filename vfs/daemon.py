@@ -70,8 +70,8 @@ def serve(opts: MountOptions, ready=None, on_workspace=None) -> int:
     try:
         pyfuse3.init(ops, opts.mountpoint, fuse_options(opts))
     except Exception as exc:
+        report(f"error: cannot mount {opts.mountpoint}: {exc}")  # the reason first: closing may fail too
         ws.close()
-        report(f"error: cannot mount {opts.mountpoint}: {exc}")
         return 1
     invalidator = Invalidator()
     invalidator.start()

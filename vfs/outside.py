@@ -66,7 +66,8 @@ class OutsideWatcher(FileSystemEventHandler):
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=5)
-        self._worker.join(timeout=5)
+        if self._worker.ident is not None:  # (a mount that failed never started it)
+            self._worker.join(timeout=5)
 
     def _rel(self, raw: str | bytes) -> str | None:
         path = os.fsdecode(raw)
