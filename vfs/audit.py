@@ -88,7 +88,7 @@ class _Scanner(ast.NodeVisitor):
             top = a.name.split(".")[0]
             self.aliases[a.asname or top] = a.name if a.asname else top
             if top in DANGEROUS_MODULES:
-                self._add(node, f"import {a.name}", f"imports {a.name} ({_why(a.name + '.x')})")
+                self._add(node, f"import {a.name}", f"imports {a.name} ({_module_why(a.name)})")
         self.generic_visit(node)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
@@ -97,7 +97,7 @@ class _Scanner(ast.NodeVisitor):
             full = f"{mod}.{a.name}" if mod else a.name
             self.aliases[a.asname or a.name] = full
             if node.level == 0 and mod.split(".")[0] in DANGEROUS_MODULES:
-                self._add(node, f"import {full}", f"imports {full} ({_why(full)})")
+                self._add(node, f"import {full}", f"imports {full} ({_why(full) or _module_why(mod)})")
         self.generic_visit(node)
 
     def _dotted(self, expr: ast.AST) -> str | None:
@@ -131,6 +131,15 @@ class _Scanner(ast.NodeVisitor):
         writing = any(c in mode for c in "wax+") if name != "os.open" else "O_WR" in ast.unparse(node)
         if target.startswith("/") and writing:
             self._add(node, "open-outside", f"writes to absolute path {target!r} outside the tree")
+
+
+def _module_why(module: str) -> str:
+    """Why importing `module` (one of DANGEROUS_MODULES, or below one) is flagged."""
+    top = module.split(".")[0]
+    for pattern, why in RULES.items():
+        if pattern.split(".")[0] == top:
+            return why
+    return "a module that can reach anything"
 
 
 def _why(name: str) -> str | None:

@@ -157,6 +157,9 @@ def test_audit_finds_introduced_aliased_subprocess_only(agent):
     assert "pkg/util.py:6:5: subprocess.run: call to subprocess.run (process execution)" in found
     assert any(line.startswith("pkg/util.py:2:1: import subprocess") for line in found)
     assert not any("os" in line.split(": ")[1] for line in found)
+    # Regression: a module import said "(None)" when no call rule named the module itself.
+    agent.edit_file("pkg/util.py", "import os\n", "import os\nimport pickle\n")
+    assert "pkg/util.py:2:1: import pickle: imports pickle (unsafe deserialisation)" in agent.audit()
 
 
 def test_diff_checkpoint_rollback(agent):
