@@ -57,6 +57,9 @@ def resolve(session: "Session", path: str, how: str, *, agent: str = "api") -> s
         merged, conflicted = merge3(base_bytes, session.read_file(path),
                                     session.base_states.content(path, theirs))
         with session.compound("resolve", agent, info={"path": path, "how": how, "clean": not conflicted}):
+            # The disk's content is the ancestor of the next conflict on this path: keep it,
+            # the disk may change again (regression: a second merge found it "no longer stored").
+            session._store(path, theirs, None)
             session._put_file(path, merged)
             if conflicted:
                 conflict["ancestor"] = theirs

@@ -134,6 +134,27 @@ def test_outside_edits_clean_dirty_and_merge(repo, tmp_path):
         unmount(m)
 
 
+def test_second_merge_on_the_same_file(repo, tmp_path):
+    """Regression: after a clean merge the disk's content (the next conflict's ancestor) was not
+    kept, so a second conflict on the file could only be settled by mine or theirs."""
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    (repo / "cb.txt").write_text("l1\nl2\nl3\nl4\nl5\n")
+    m = mount_source(repo, mp)
+    try:
+        for mine, theirs in (("l1", "l5"), ("l2", "l4")):
+            text = (mp / "cb.txt").read_text()
+            (mp / "cb.txt").write_text(text.replace(mine, mine.upper()))
+            disk = (repo / "cb.txt").read_text()
+            (repo / "cb.txt").write_text(disk.replace(theirs, theirs.upper()))
+            assert _wait(lambda: (mp / ".vfs" / "conflicts").read_text() == "cb.txt\n")
+            run(["sh", "-c", "echo 'cb.txt merge' > .vfs/resolve"], cwd=mp)
+            assert (mp / ".vfs" / "resolve").read_text().endswith("last: ok: cb.txt: merged cleanly\n")
+        assert (mp / "cb.txt").read_text() == "L1\nL2\nl3\nL4\nL5\n"
+    finally:
+        unmount(m)
+
+
 def test_outside_delete_of_files_the_kernel_caches(repo, tmp_path):
     """Regression: deleting clean files outside the mount, one read through it (its content
     and name in the kernel's caches) and one never read, failed in the watcher (the journal
