@@ -144,8 +144,19 @@ class Syncer:
                 self.last = "nothing to sync"
                 return None
             self._busy = True
+            done: list[str] = []
             try:
-                self._write(paths)
+                try:
+                    self._write(paths, done)
+                except (FsError, OSError) as exc:
+                    if not done:
+                        raise
+                    # What reached the disk is synced: the overlay must say so.
+                    session.mark_synced(done, agent=agent)
+                    reason = exc.reason if isinstance(exc, FsError) else str(exc)
+                    raise FsError(getattr(exc, "errno", None) or errno.EIO,
+                                  f"{reason} ({len(done)} of {len(paths)} path(s) were written before, "
+                                  f"and are synced)") from None
                 change = session.mark_synced(paths, agent=agent)
             finally:
                 self._busy = False
@@ -158,15 +169,19 @@ class Syncer:
             return True
         return False
 
-    def _write(self, paths: list[str]) -> None:
+    def _write(self, paths: list[str], done: list[str]) -> None:
+        """Write `paths` to disk; each one written is appended to `done` (so a failure
+        midway leaves what did reach the disk known)."""
         session = self.session
         fd = session.tree.disk_fd
         states = {p: session.overlay[p] for p in paths}
         self._detach(states)
         for p in sorted((p for p, s in states.items() if s is None), key=lambda p: -p.count("/")):
             self._remove(fd, p)
+            done.append(p)
         for p in sorted((p for p, s in states.items() if s is not None), key=lambda p: p.count("/")):
             self._put(fd, p, states[p])
+            done.append(p)
 
     def _detach(self, paths) -> None:
         """Read into memory every lazy node whose content lies at or below a disk path about to change.

@@ -7,6 +7,7 @@ import pytest
 
 from mountlib import make_project, mount_source, unmount
 from vfs.api import AgentError, CodeAgent
+from vfs.errors import FsError
 
 FILES = {
     "pkg/__init__.py": "from .core import helper\n\n__all__ = ['helper']\n",
@@ -182,3 +183,34 @@ def test_sync_writes_disk(agent):
     agent.sync()
     assert agent.changed() == []
     assert agent.read_file("notes.txt") == "uno\ntwo\ntwo\n"
+
+
+def test_a_sync_that_fails_midway_says_what_reached_the_disk(tmp_path, monkeypatch):
+    """Regression: when one file could not be written (EACCES), the files written before it
+    were on disk but still listed as changed, and the error did not say so."""
+    from vfs.syncer import Syncer
+
+    src = make_project(tmp_path / "src", FILES)
+    a = CodeAgent.local(src)
+    try:
+        a.edit_file("notes.txt", "one", "uno")
+        a.edit_file("pkg/util.py", "upper", "lower")
+        put = Syncer._put
+
+        def refuse_util(self, fd, path, state):
+            if path == "pkg/util.py":
+                raise FsError(errno.EACCES, f"cannot write {path} to disk: Permission denied")
+            return put(self, fd, path, state)
+
+        monkeypatch.setattr(Syncer, "_put", refuse_util)
+        with pytest.raises(AgentError) as err:
+            a.sync()
+        assert err.value.errno == errno.EACCES
+        assert "(1 of 2 path(s) were written before, and are synced)" in err.value.reason
+        assert (src / "notes.txt").read_text().startswith("uno")
+        assert a.changed() == ["M pkg/util.py"]
+        monkeypatch.setattr(Syncer, "_put", put)
+        a.sync()
+        assert a.changed() == [] and "lower" in (src / "pkg" / "util.py").read_text()
+    finally:
+        a.close()
