@@ -70,6 +70,7 @@ KEYS: dict[str, tuple[Any, Callable[[Any], Any], str]] = {
     "cache_symbols": (True, _bool, "cache_symbols"),
     "languages": (["python"], _str_list, "languages"),
     "max_memory_mb": (1024, _int_pos, "max_memory_mb"),
+    "max_file_mb": (512, _int_pos, "max_file_mb"),
     "lru_eviction": (True, _bool, "lru_eviction"),
     "passthrough": ([], _str_list, "passthrough"),
     "audit_policy": ("warn", _choice("warn", "deny"), "audit_policy"),

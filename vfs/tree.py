@@ -75,6 +75,7 @@ class Tree(DiskNodes):
         self.clean: OrderedDict[int, int] = OrderedDict()
         self.clean_bytes = 0
         self.max_clean_bytes: int | None = None  # None: clean buffers are never dropped
+        self.max_file_bytes: int | None = None  # None: no limit (see _check_size)
         self.evictions = 0
         self._next_ino = ROOT + 1
         # (st_dev, st_ino) of hard-linked backing files -> their node (entries may be stale: check).
@@ -615,9 +616,10 @@ class Tree(DiskNodes):
 
         With `caller`, setuid/setgid are cleared as a write by that caller clears them.
         """
+        end = offset + len(buf)
+        self._check_size(end)
         data = self.load(node)
         self.dirtied(node)
-        end = offset + len(buf)
         if offset > len(data):
             data.extend(b"\0" * (offset - len(data)))
         data[offset:end] = buf
@@ -675,6 +677,13 @@ class Tree(DiskNodes):
         if caller is not None:
             self._kill_priv(node, caller)
 
+    def _check_size(self, size: int) -> None:
+        """EFBIG past `max_file_bytes`: a memory file is held, and journaled, whole (as a
+        file system past its maximum file size answers)."""
+        if self.max_file_bytes is not None and size > self.max_file_bytes:
+            raise FsError(errno.EFBIG, f"file too large for memory: {size} bytes (max_file_mb is "
+                                       f"{self.max_file_bytes >> 20}; ignored paths go to disk)")
+
     def _resize(self, node: Node, size: int) -> None:
         """Change the content length."""
         if node.is_dir:
@@ -683,6 +692,7 @@ class Tree(DiskNodes):
             raise FsError(errno.EINVAL, "not a regular file")
         if size < 0:
             raise FsError(errno.EINVAL, "negative size")
+        self._check_size(size)
         self.dirtied(node)
         if size == 0 and node.data is None:
             node.data = bytearray()  # no need to read what is cut off anyway

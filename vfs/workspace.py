@@ -82,6 +82,7 @@ class WorkspaceOptions:
     cache_symbols: bool = True
     languages: list[str] = field(default_factory=lambda: ["python"])
     max_memory_mb: int = 1024
+    max_file_mb: int = 512
     lru_eviction: bool = True
     # Settings given on the command line (keys of vfs.config.KEYS); they beat the project's file.
     flags: dict[str, Any] = field(default_factory=dict)
@@ -516,8 +517,10 @@ class Workspace:
 
 
 def _limit_memory(session: Session, options: WorkspaceOptions) -> None:
-    """`max_memory_mb` bounds the clean buffers (dirty ones are never dropped)."""
+    """`max_memory_mb` bounds the clean buffers (dirty ones are never dropped); `max_file_mb`
+    bounds one file in memory."""
     session.tree.max_clean_bytes = options.max_memory_mb << 20 if options.lru_eviction else None
+    session.tree.max_file_bytes = options.max_file_mb << 20
 
 
 def _configure(options: WorkspaceOptions, read) -> tuple[WorkspaceOptions, Settings]:

@@ -31,3 +31,25 @@ def test_clean_buffers_are_capped_and_dirty_ones_kept(tmp_path):
             assert (mp / f"data/f{i:03}.bin").read_text() == f"edited {i}\n"
     finally:
         unmount(m)
+
+
+def test_a_file_past_max_file_mb_gets_efbig(tmp_path):
+    """Regression: `truncate -s 1G` in the mount allocated the whole gigabyte in the daemon,
+    then failed with EIO when the journal refused the blob.  A memory file is held whole, so
+    past `max_file_mb` it gets EFBIG at once, like a file system past its maximum file size."""
+    src = make_project(tmp_path / "src", {"a.txt": "a\n"})
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    m = mount_source(src, mp, "--set", "max_file_mb=1")
+    try:
+        res = run(["truncate", "-s", "2M", str(mp / "big")], check=False)
+        assert res.returncode != 0 and "File too large" in res.stderr
+        res = run(["dd", "if=/dev/zero", f"of={mp / 'big2'}", "bs=64k", "count=32"], check=False)
+        assert res.returncode != 0 and "File too large" in res.stderr
+        run(["truncate", "-s", "1M", str(mp / "fits")])
+        assert (mp / "fits").stat().st_size == 1 << 20
+        assert (mp / "a.txt").read_text() == "a\n"  # still serving
+        res = run(["truncate", "-s", "1G", str(mp / "huge")], check=False)  # at once, no gigabyte held
+        assert res.returncode != 0 and "File too large" in res.stderr
+    finally:
+        unmount(m)
