@@ -30,7 +30,12 @@ _PLACEHOLDER = "<vfs-path>"
 def syntax_error(path: str, source: bytes) -> str | None:
     """`path:line:col: message` when `source` does not parse as Python, else None."""
     try:
-        compile(source, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+        try:
+            compile(source, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+        except SystemError:
+            # CPython 3.11 can fail an AST build run at the same time as another thread's
+            # ("AST constructor recursion depth mismatch"): once more settles it.
+            compile(source, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
     except SyntaxError as exc:
         line = exc.lineno or 1
         col = exc.offset or 1
