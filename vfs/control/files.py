@@ -36,7 +36,7 @@ agents/           one directory per agent; agents/NAME/log lists its entries
 versions/PATH/N   version N of PATH (1 = its first; numbers never change, trimmed ones vanish)
 rollback          write "PATH [N]" (file to version N, default: previous),
                   "SEQ" (whole session back to journal entry SEQ), or "@CHECKPOINT"
-checkpoint        write NAME to record a checkpoint; cat lists them
+checkpoint        write NAME to record a checkpoint; cat lists them (name seq time)
 sync              write an empty line (everything) or PATH: write dirty buffers to disk
 mode              on-demand | write-through | lazy (write one to switch)
 batch             write a JSON list of edits: {path, old, new} | {path, content} |
@@ -67,11 +67,16 @@ def _lines(items) -> bytes:
     return _bytes("".join(f"{x}\n" for x in items))
 
 
-def entry_line(e) -> str:
-    """One journal entry as a `.vfs/log` line: seq time agent op path [-> path2] before..after."""
+def _stamp(when: float) -> str:
+    """A time as `.vfs/log` shows it: ISO 8601, UTC, milliseconds."""
     from datetime import datetime, timezone
 
-    when = datetime.fromtimestamp(e.time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def entry_line(e) -> str:
+    """One journal entry as a `.vfs/log` line: seq time agent op path [-> path2] before..after."""
+    when = _stamp(e.time)
     deltas = e.info.get("d", [])
     text = f"{e.seq} {when} agent={e.agent} {e.op}"
     if e.path:
@@ -125,7 +130,7 @@ def build_root(ws: "Workspace") -> CNode:
             lambda text, agent: ws.rollback_command(_no_huge_numbers(ws, text), agent))
     command("checkpoint", "usage: echo NAME > .vfs/checkpoint\ncheckpoints (name seq time):\n",
             lambda text, agent: ws.checkpoint(text.strip(), agent=agent),
-            listing=lambda: "".join(f"{n} {s} {t}\n" for n, s, t in ws.checkpoints()))
+            listing=lambda: "".join(f"{n} {s} {_stamp(t)}\n" for n, s, t in ws.checkpoints()))
     command("sync", "usage: echo > .vfs/sync (everything) | echo PATH > .vfs/sync\n",
             lambda text, agent: ws.sync(text.strip() or None, agent=agent),
             listing=lambda: f"sync: {ws.syncer.last}\n")
