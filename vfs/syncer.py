@@ -291,7 +291,8 @@ class Syncer:
                     view = memoryview(data)
                     while view:
                         view = view[os.write(out, view):]
-                    os.fchmod(out, state["mode"] & 0o7777)
+                    self._carry_metadata(out, path)
+                    os.fchmod(out, state["mode"] & 0o7777)  # (after fchown, which clears setid bits)
                     os.fsync(out)
                 finally:
                     os.close(out)
@@ -306,6 +307,18 @@ class Syncer:
         finally:
             if pfd is not None:
                 os.close(pfd)
+
+
+    def _carry_metadata(self, out: int, path: str) -> None:
+        """Give the file written to disk (descriptor `out`) the times of its node -- `touch -d`
+        and a rename keep them, as on a local file system -- and, when the daemon may (root),
+        its owner and group."""
+        node = self.session.tree.try_resolve(path)
+        if node is None or node.disk:
+            return
+        if os.geteuid() == 0:
+            os.fchown(out, node.uid, node.gid)
+        os.utime(out, ns=(node.atime_ns, node.mtime_ns))
 
 
 def passthrough_at(session: "Session", path: str) -> bool:

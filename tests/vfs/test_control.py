@@ -470,6 +470,18 @@ def test_lazy_mode_writes_at_unmount(lazy_mount):
     assert stat.S_IMODE(os.stat(src / "new.txt").st_mode) == 0o700
 
 
+def test_sync_carries_times_and_group(mounted):
+    """Regression: `touch -d` was not carried to disk, a renamed file got a new mtime there,
+    and a `chgrp` was lost (the daemon wrote the file as itself)."""
+    mp, src = mounted.path, mounted.source
+    before = os.stat(src / "data" / "notes.txt").st_mtime_ns
+    sh(mp, "echo new > stamped.txt && touch -d 2000-01-01T00:00:00Z stamped.txt && chgrp 1 stamped.txt"
+           " && mv data/notes.txt data/moved.txt && echo > .vfs/sync")
+    st = os.stat(src / "stamped.txt")
+    assert st.st_mtime_ns == 946684800 * 10**9 and st.st_gid == 1
+    assert os.stat(src / "data" / "moved.txt").st_mtime_ns == before
+
+
 def test_sync_refuses_broken_python(mounted):
     mp, src = mounted.path, mounted.source
     disk_before = tree_hashes(src)
