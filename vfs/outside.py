@@ -8,6 +8,12 @@ are coalesced for a short moment and handed to `Session.base_changed`, which
 decides: a clean path shows the new content at once, a dirty one becomes a
 conflict.  Our own syncs produce events too; they find the disk equal to the
 buffer and change nothing.
+
+What is watched: the root itself, and recursively each top-level directory
+that is not passthrough -- `.git`, `.venv` and the like are never watched (git
+writes there all the time, and watchdog reads every new directory, which on
+`relatime` moves the atime of passthrough directories).  A top-level directory
+made or removed later gets its watch added or dropped by the worker thread.
 """
 from __future__ import annotations
 
@@ -50,15 +56,42 @@ class OutsideWatcher(FileSystemEventHandler):
         self._wake = threading.Event()
         self._stopped = False
         self._worker = threading.Thread(target=self._drain, name="vfs-outside", daemon=True)
+        self._watches: dict[str, object] = {}  # top-level directory -> its recursive watch
+        self._tops: dict[str, None] = {}  # top-level names to (re)consider, for the worker
         self.seen = 0
 
     def start(self) -> None:
         self._observer = Observer()
         # "/." makes inotify watch the directory the descriptor names, not the /proc symlink.
-        self._observer.schedule(self, self.root + "/.", recursive=True, event_filter=EVENTS)
+        self._observer.schedule(self, self.root + "/.", recursive=False, event_filter=EVENTS)
+        for name in os.listdir(self.root + "/."):
+            self._watch_top(name)
         self._observer.daemon = True
         self._observer.start()
         self._worker.start()
+
+    def _watch_top(self, name: str) -> None:
+        """Watch top-level directory `name` recursively unless it is passthrough or gone
+        (drop its watch when it went).  Worker thread or start() only: watchdog's schedule
+        waits for the lock its event dispatch holds."""
+        full = f"{self.root}/./{name}"
+        is_dir = os.path.isdir(full) and not os.path.islink(full)
+        try:
+            wanted = is_dir and not self.is_passthrough(name, True)
+        except Exception:
+            log.exception("passthrough check failed for %s", name)
+            wanted = False
+        watch = self._watches.pop(name, None)
+        if watch is not None:
+            try:
+                self._observer.unschedule(watch)
+            except (KeyError, OSError):
+                pass
+        if wanted:
+            try:
+                self._watches[name] = self._observer.schedule(self, full, recursive=True, event_filter=EVENTS)
+            except OSError as exc:  # vanished meanwhile
+                log.info("cannot watch %s: %s", name, exc)
 
     def stop(self) -> None:
         self._stopped = True
@@ -93,6 +126,8 @@ class OutsideWatcher(FileSystemEventHandler):
                 rel = self._rel(raw)
                 if rel is None:
                     continue
+                if event.is_directory and "/" not in rel and event.event_type in ("created", "deleted", "moved"):
+                    self._tops[rel] = None
                 try:
                     if self.is_passthrough(rel, event.is_directory):
                         continue
@@ -111,6 +146,9 @@ class OutsideWatcher(FileSystemEventHandler):
             threading.Event().wait(SETTLE_SECONDS)
             with self._lock:
                 batch, self._pending = list(self._pending), {}
+                tops, self._tops = list(self._tops), {}
+            for name in tops:
+                self._watch_top(name)
             for rel in batch:
                 try:
                     outcome = self.on_change(rel)

@@ -198,6 +198,9 @@ def test_outside_rename_chmod_and_new_directory(repo, tmp_path):
                      and (mp / "newdir" / "made.txt").exists())
         assert run(["cat", "app/renamed.py"], cwd=mp).stdout == FILES["app/core.py"]
         assert run(["cat", "newdir/made.txt"], cwd=mp).stdout == "outside\n"
+        # A top-level directory made after the mount gets its own watch: later edits show too.
+        (repo / "newdir" / "made.txt").write_text("outside, again\n")
+        assert _wait(lambda: run(["cat", "newdir/made.txt"], cwd=mp).stdout == "outside, again\n")
     finally:
         unmount(m)
 
