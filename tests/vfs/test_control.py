@@ -642,6 +642,14 @@ def test_batch_without_newline_fails_the_writer(mounted):
     assert cat(mp, "data/notes.txt") == "no newline\n" and journal_head(mp) == head + 1
 
 
+def test_rollback_of_paths_that_look_like_seq_or_checkpoint(mounted):
+    """`@name` and digits are checkpoint and SEQ on .vfs/rollback; `./PATH` names such a file."""
+    mp = mounted.path
+    sh(mp, "echo one > @at.txt && echo two > @at.txt && echo one > 123 && echo two > 123")
+    sh(mp, "echo ./@at.txt > .vfs/rollback && echo ./123 > .vfs/rollback")
+    assert cat(mp, "@at.txt") == "one\n" and cat(mp, "123") == "one\n"
+
+
 def test_tail_f_log_follows_new_entries(mounted):
     mp = mounted.path
     sh(mp, "echo before > data/notes.txt")

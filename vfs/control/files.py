@@ -36,6 +36,7 @@ agents/           one directory per agent; agents/NAME/log lists its entries
 versions/PATH/N   version N of PATH (1 = its first; numbers never change, trimmed ones vanish)
 rollback          write "PATH [N]" (file to version N, default: previous),
                   "SEQ" (whole session back to journal entry SEQ), or "@CHECKPOINT"
+                  (write ./PATH for a path that starts with @ or is all digits)
 checkpoint        write NAME to record a checkpoint; cat lists them (name seq time)
 sync              write an empty line (everything) or PATH: write dirty buffers to disk
 mode              on-demand | write-through | lazy (write one to switch)
