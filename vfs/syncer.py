@@ -179,8 +179,10 @@ class Syncer:
         for p in sorted((p for p, s in states.items() if s is None), key=lambda p: -p.count("/")):
             self._remove(fd, p)
             done.append(p)
+        on_disk: dict[int, str] = {}  # inode -> a path where the disk holds it now (hard links)
         for p in sorted((p for p, s in states.items() if s is not None), key=lambda p: p.count("/")):
-            self._put(fd, p, states[p])
+            if not self._link(fd, p, states[p], on_disk, set(states)):
+                self._put(fd, p, states[p])
             done.append(p)
 
     def _detach(self, paths) -> None:
@@ -308,6 +310,45 @@ class Syncer:
             if pfd is not None:
                 os.close(pfd)
 
+
+    def _link(self, fd: int, path: str, state: State, on_disk: dict[int, str], syncing: set[str]) -> bool:
+        """Write `path` as a hard link when its node has another name the disk already holds
+        as the tree does (written earlier in this sync, or clean); False when there is none."""
+        node = self.session.tree.try_resolve(path)
+        if node is None or node.disk or not node.is_reg or node.nlink < 2:
+            return False
+        other = on_disk.get(node.ino)
+        if other is None:
+            clean = [q for q in self.session.tree.paths_of(node)
+                     if q != path and q not in syncing and q not in self.session.overlay
+                     and not passthrough_at(self.session, q)]
+            other = clean[0] if clean else None
+        on_disk.setdefault(node.ino, path)
+        if other is None:
+            return False
+        oparent, _, oname = other.rpartition("/")
+        ofd = _open_dir(fd, oparent, create=False)  # (no symlink followed on the way)
+        if ofd is None:
+            return False
+        parent, _, name = path.rpartition("/")
+        pfd = None
+        tmp = f".{name[:200]}.vfs-sync-{os.getpid()}"
+        try:
+            pfd = _open_dir(fd, parent, create=True)
+            _unlink_quiet(pfd, tmp)
+            os.link(oname, tmp, src_dir_fd=ofd, dst_dir_fd=pfd, follow_symlinks=False)
+            os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+        except OSError as exc:
+            if pfd is not None:
+                _unlink_quiet(pfd, tmp)
+            log.info("sync writes %s as a copy (cannot link it to %s: %s)", path, other, exc.strerror)
+            return False
+        finally:
+            os.close(ofd)
+            if pfd is not None:
+                os.close(pfd)
+        self._rebase(path)
+        return True
 
     def _carry_metadata(self, out: int, path: str) -> None:
         """Give the file written to disk (descriptor `out`) the times of its node -- `touch -d`

@@ -482,6 +482,18 @@ def test_sync_carries_times_and_group(mounted):
     assert os.stat(src / "data" / "moved.txt").st_mtime_ns == before
 
 
+def test_sync_keeps_hard_links(mounted):
+    """Regression: hard links made in memory reached the disk as separate copies."""
+    mp, src = mounted.path, mounted.source
+    sh(mp, "mkdir -p hl/a hl/b && echo f > hl/a/f && ln hl/a/f hl/b/g && ln data/notes.txt data/again.txt"
+           " && echo > .vfs/sync")
+    a, b = os.stat(src / "hl" / "a" / "f"), os.stat(src / "hl" / "b" / "g")
+    assert a.st_ino == b.st_ino and a.st_nlink == 2
+    n, again = os.stat(src / "data" / "notes.txt"), os.stat(src / "data" / "again.txt")
+    assert n.st_ino == again.st_ino and n.st_nlink == 2  # linked to the clean file already on disk
+    assert cat(mp, ".vfs/changed") == ""
+
+
 def test_sync_refuses_broken_python(mounted):
     mp, src = mounted.path, mounted.source
     disk_before = tree_hashes(src)
