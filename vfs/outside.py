@@ -28,6 +28,8 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, Fi
                              FileSystemEventHandler)
 from watchdog.observers import Observer
 
+from .syncer import SYNC_TMP_MARK
+
 __all__ = ["OutsideWatcher"]
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,7 @@ class OutsideWatcher(FileSystemEventHandler):
             return None
         rel = path[len(prefix):]
         name = rel.rpartition("/")[2]
-        if ".vfs-sync-" in name:
+        if SYNC_TMP_MARK in name:  # our own sync at work
             return None
         return rel
 

@@ -283,7 +283,7 @@ class Syncer:
                 return
             if existing is not None and stat.S_ISDIR(existing.st_mode):
                 _rmtree_at(pfd, name)
-            tmp = f".{name[:200]}.vfs-sync-{os.getpid()}"
+            tmp = sync_tmp_name(name)
             _unlink_quiet(pfd, tmp)
             if kind == "file":
                 data = session.state_content(path, state)
@@ -332,7 +332,7 @@ class Syncer:
             return False
         parent, _, name = path.rpartition("/")
         pfd = None
-        tmp = f".{name[:200]}.vfs-sync-{os.getpid()}"
+        tmp = sync_tmp_name(name)
         try:
             pfd = _open_dir(fd, parent, create=True)
             _unlink_quiet(pfd, tmp)
@@ -360,6 +360,14 @@ class Syncer:
         if os.geteuid() == 0:
             os.fchown(out, node.uid, node.gid)
         os.utime(out, ns=(node.atime_ns, node.mtime_ns))
+
+
+SYNC_TMP_MARK = ".vfs-sync-"  # in the names of the temporary files a sync renames into place
+
+
+def sync_tmp_name(name: str) -> str:
+    """The temporary name a sync writes `name` under before renaming it into place."""
+    return f".{name[:200]}{SYNC_TMP_MARK}{os.getpid()}"
 
 
 def passthrough_at(session: "Session", path: str) -> bool:
