@@ -513,4 +513,15 @@ def machine_facts() -> dict:
     return {"nproc": os.cpu_count(), "kernel": u.release, "machine": u.machine, "cpu": cpu, "mem_total": mem,
             "python": sys.version.split()[0], "rg": _tool_version(["rg", "--version"]),
             "bindfs": _tool_version(["bindfs", "--version"]),
-            "fusermount3": _tool_version(["fusermount3", "--version"])}
+            "fusermount3": _tool_version(["fusermount3", "--version"]), "pyfuse3": pyfuse3_facts()}
+
+
+def pyfuse3_facts() -> str:
+    """The daemon's pyfuse3: version, and whether it carries scripts/pyfuse3/vfs.patch."""
+    try:
+        import pyfuse3
+        from importlib.metadata import version
+    except ImportError:
+        return "not importable"
+    level = getattr(pyfuse3, "__vfs_patch__", 0)
+    return f"{version('pyfuse3')} ({f'vfs patch level {level}' if level else 'stock: more round trips'})"

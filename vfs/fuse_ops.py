@@ -22,6 +22,17 @@ get short timeouts, because other processes may change them behind our back.
 
 The control directory `.vfs` is reachable by name at the root but never
 listed; its inodes belong to `control` (see `vfs.control`).
+
+Round trips on a warm tree: with the pyfuse3 that `scripts/setup` builds
+(`scripts/pyfuse3/`, `PATCHED`), `opendir` answers ENOSYS, so the kernel stops
+sending OPENDIR/RELEASEDIR for the whole mount and keeps directory listings in
+its page cache (dropped when a directory's mtime changes or its inode is
+invalidated; `.vfs` directories report a fresh mtime on every getattr), and a
+read-only `open` sets `noflush`, so its `close` sends no FLUSH (nothing to
+make durable: only handles that wrote have a close point).  A warm `rg` then
+costs one OPEN and one (asynchronous) RELEASE per file.  With a stock pyfuse3
+the same requests are answered as before: handles for directories, FLUSH on
+every close.
 """
 from __future__ import annotations
 
@@ -38,12 +49,13 @@ from .node import Node
 from .session import Session
 from .tree import ROOT, Caller
 
-__all__ = ["VfsOperations", "CACHE_TIMEOUT", "DISK_TIMEOUT"]
+__all__ = ["VfsOperations", "CACHE_TIMEOUT", "DISK_TIMEOUT", "PATCHED"]
 
 log = logging.getLogger(__name__)
 
 CACHE_TIMEOUT = 300.0
 DISK_TIMEOUT = 1.0
+PATCHED = getattr(pyfuse3, "__vfs_patch__", 0) >= 1
 
 
 def _translate(fn):
@@ -162,11 +174,14 @@ class VfsOperations(pyfuse3.Operations):
     @_translate
     async def opendir(self, inode, ctx):
         if self._is_control(inode):
-            return self.control.opendir(inode)
-        node = self.session.getattr(inode)
-        if not node.is_dir:
-            raise FsError(errno.ENOTDIR)
-        return inode
+            fh = self.control.opendir(inode)
+        else:
+            if not self.session.getattr(inode).is_dir:
+                raise FsError(errno.ENOTDIR)
+            fh = inode
+        if PATCHED:  # directories need no handle: readdir gets the inode (module docstring)
+            raise pyfuse3.FUSEError(errno.ENOSYS)
+        return fh
 
     @_translate
     async def readdir(self, fh, start_id, token):
@@ -273,6 +288,9 @@ class VfsOperations(pyfuse3.Operations):
             node = self.session.getattr(inode)
             keep = self.session.tree.keep_cache(node)  # before open: O_TRUNC changes the times
             fh = self.session.open(inode, flags, _caller(ctx))
+            if PATCHED:
+                read_only = flags & os.O_ACCMODE == os.O_RDONLY
+                return pyfuse3.FileInfo(fh=fh, keep_cache=keep, direct_io=False, noflush=read_only)
             return pyfuse3.FileInfo(fh=fh, keep_cache=keep, direct_io=False)
 
     @_translate

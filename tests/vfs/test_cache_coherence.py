@@ -2,6 +2,9 @@
 not come through the kernel must still be seen at once."""
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 from mountlib import require_fuse, run
@@ -51,3 +54,66 @@ def test_api_create_and_delete_seen_by_ls(inproc):
     assert run(["cat", str(mp / "data" / "renamed.txt")]).stdout == "alpha\nbeta\ngamma\n"
     assert run(["cat", str(mp / "data" / "notes.txt")], check=False).returncode != 0
     session.check_invariants()
+
+
+def _names(d) -> list[str]:
+    return run(["ls", "-a", str(d)]).stdout.split()
+
+
+def test_listings_follow_changes_made_outside_the_kernel(inproc):
+    """The kernel keeps directory listings (with the patched pyfuse3 it never opens a
+    directory: see vfs/fuse_ops.py); each change that bypasses it still shows in the next `ls`."""
+    m, mp = inproc
+    session = m.ws.session
+    data = mp / "data"
+    assert "notes.txt" in _names(data)  # listing now cached
+    session.write_file("data/a.txt", b"a\n")
+    session.wait_invalidations()
+    assert "a.txt" in _names(data)
+    session.rename_path("data/a.txt", "data/b.txt")
+    session.wait_invalidations()
+    names = _names(data)
+    assert "b.txt" in names and "a.txt" not in names
+    session.delete_path("data/b.txt")
+    session.wait_invalidations()
+    assert "b.txt" not in _names(data)
+    # a control command (rollback) brings back a file deleted through the mount
+    run(["rm", str(data / "notes.txt")])
+    assert "notes.txt" not in _names(data)
+    run(["sh", "-c", f"echo data/notes.txt > {mp}/.vfs/rollback"])
+    session.wait_invalidations()
+    assert "notes.txt" in _names(data)
+    assert run(["cat", str(data / "notes.txt")]).stdout == "alpha\nbeta\ngamma\n"
+    session.check_invariants()
+
+
+def test_listing_follows_a_directory_changed_on_disk(inproc, project):
+    """A passthrough directory (`__pycache__` is ignored by default) is the backing directory: a
+    file made there by another process shows in the mount's listing once its short attribute
+    timeout has passed."""
+    m, mp = inproc
+    run(["mkdir", str(mp / "__pycache__")])
+    assert (project / "__pycache__").is_dir()
+    assert "late.txt" not in _names(mp / "__pycache__")  # listing now cached
+    (project / "__pycache__" / "late.txt").write_text("x\n")
+    deadline = time.monotonic() + 10
+    while "late.txt" not in _names(mp / "__pycache__"):
+        assert time.monotonic() < deadline, "the listing of a changed disk directory stayed stale"
+        time.sleep(0.2)
+
+
+def test_control_listings_are_never_stale(inproc):
+    m, mp = inproc
+    versions = mp / ".vfs" / "versions" / "data" / "notes.txt"
+    before = _names(versions)
+    run(["sed", "-i", "s/alpha/ALPHA/", str(mp / "data" / "notes.txt")])
+    after = _names(versions)
+    assert len([n for n in after if n.isdigit()]) > len([n for n in before if n.isdigit()])
+
+
+@pytest.mark.skipif(not os.environ.get("CI"), reason="checks how scripts/setup built this venv (CI only)")
+def test_ci_runs_the_patched_pyfuse3():
+    """scripts/setup falls back to the stock pyfuse3 with a warning; CI must not hide that fallback."""
+    from vfs.fuse_ops import PATCHED
+
+    assert PATCHED, "scripts/setup installed the stock pyfuse3 (see its warning)"
