@@ -19,7 +19,7 @@ Checked:
   Python stacks) of the daemon and of the stuck process;
 - readers never see a torn record;
 - afterwards, the journal explains the tree: contiguous seqs, each entry's
-  `before` equal to the replayed state (test_crash_random.Checker), the
+  `before` equal to the replayed state (crash_check.Checker), the
   replay equal to the mount's tree, `.vfs/diff` applying to the base, and the
   last version of every file (`.vfs/versions/PATH/N`) equal to its content;
   a clean unmount and mount keep the same tree.
@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
-from test_crash_random import DEAD, Role, token  # noqa: E402
+from crash_roles import DEAD, Role, token  # noqa: E402
 
 WRITERS = 8
 READERS = 8
@@ -279,7 +279,7 @@ import subprocess  # noqa: E402
 
 from mountlib import SAMPLE, make_project, mount_source, unmount  # noqa: E402
 from test_crash import gone, log_seqs  # noqa: E402
-from test_crash_random import CheckFailed, Checker, check_diff_applies, thread_stacks  # noqa: E402
+from crash_check import CheckFailed, Checker, check_diff_applies, thread_stacks  # noqa: E402
 from vfs.mounts import state_dir_for  # noqa: E402
 
 HERE = Path(__file__).resolve()
