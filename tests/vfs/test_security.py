@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from mountlib import SAMPLE, make_project, mount_source, run, unmount
-from test_fuzz_control import BASE_READS_OUTSIDE, WRITE_EVENTS, Inotify, TreeHasher, last, send
+from fuzz_world import BASE_READS_OUTSIDE, WRITE_EVENTS, Inotify, TreeHasher, last, send
 
 OTHER_UID = 1000
 PASSWD_MARK = b"root:x:0:0"
