@@ -177,6 +177,12 @@ class ExternalChanges:
             self._invalidate([path])
             return "updated"
 
+    def disk_changed(self, path: str) -> None:
+        """The tree made or removed directory `path` on disk itself (Recorder hook): settle it
+        now, as the outside watcher would a moment later, so that the overlay never holds a
+        path whose state equals the base's (`.vfs/changed` would list it meanwhile)."""
+        self.base_changed(path)
+
     def _tree_state(self, node: Node | None) -> State:
         if node is None:
             return None

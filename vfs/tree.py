@@ -52,9 +52,16 @@ _DAY_NS = 24 * 3600 * 10**9
 class Recorder(Protocol):
     def changed(self, op: str, paths: list[str], caller: Caller, path2: str | None = None) -> None: ...
 
+    def disk_changed(self, path: str) -> None:
+        """The tree itself made or removed the directory `path` on disk (for passthrough
+        entries below a memory directory): the base changed there."""
+
 
 class _NullRecorder:
     def changed(self, op: str, paths: list[str], caller: Caller, path2: str | None = None) -> None:
+        pass
+
+    def disk_changed(self, path: str) -> None:
         pass
 
 

@@ -206,6 +206,8 @@ class DiskNodes:
                 pass  # made meanwhile: checked again by the next component's stat
             except OSError as exc:
                 raise FsError(exc.errno or errno.EIO, str(exc)) from None
+            else:
+                self.recorder.disk_changed(done)
 
     def _move_disk_descendants(self, moved: Node, old_path: str, new_path: str) -> None:
         """After memory directory `moved` went from `old_path` to `new_path`, move the
@@ -236,6 +238,7 @@ class DiskNodes:
                     os.rmdir(old_dir, dir_fd=self.disk_fd)
                 except OSError:
                     break
+                self.recorder.disk_changed(old_dir)
                 old_dir = old_dir.rpartition("/")[0]
 
     def _disk_remove(self, child: Node, path: str, remove) -> None:
