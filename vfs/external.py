@@ -105,11 +105,17 @@ class ExternalChanges:
         return fresh
 
     def delete_tree_node(self, parent: Node, name: str, node: Node) -> None:
-        """Remove `node` (named `name` in `parent`) and everything below it."""
+        """Remove `node` (named `name` in `parent`) and everything below it in memory.
+
+        Passthrough entries below it stay on disk, and so do the directories that hold them
+        (as git leaves ignored files and their directories): rolling back a new package
+        keeps its `__pycache__/`."""
         path = join(self.tree.path_of(parent) or "", name)
         for _sub, child in reversed(list(self.tree.walk(node, path))):
             p = self.tree.nodes[child.parent]
             if child.is_dir:
+                if len(self.tree.entries(child)):
+                    continue  # only passthrough entries (or directories holding them) are left
                 self.tree.rmdir(p, child.name, API_CALLER)
             else:
                 self.tree.unlink(p, child.name, API_CALLER)
@@ -174,6 +180,19 @@ class ExternalChanges:
             self._take_base(path, node, disk)
             after = self.current_state(path)
             self._record("external", [(path, before, after)], "external", path=path)
+            self._invalidate([path])
+            return "updated"
+
+    def passthrough_changed(self, path: str) -> str:
+        """Passthrough entry `path` (`pkg/__pycache__`) was made, removed or replaced on disk
+        outside the mount (outside watcher): when its directory lives in memory, the tree's
+        entry follows the disk and the kernel forgets what it cached (it keeps listings).
+        Returns 'updated' or 'unchanged'."""
+        with self.lock:
+            parent_path, _, name = path.rpartition("/")
+            parent = self.tree.try_resolve(parent_path)
+            if parent is None or not self.tree.refresh_disk_child(parent, name):
+                return "unchanged"
             self._invalidate([path])
             return "updated"
 

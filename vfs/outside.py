@@ -9,6 +9,11 @@ decides: a clean path shows the new content at once, a dirty one becomes a
 conflict.  Our own syncs produce events too; they find the disk equal to the
 buffer and change nothing.
 
+A passthrough entry directly below a watched (memory) directory, such as
+`pkg/__pycache__`, made, removed or replaced outside the mount goes to
+`Session.passthrough_changed`: the memory directory's entry must follow the
+disk (the kernel keeps listings, so nothing else would notice).
+
 What is watched: the root itself, and recursively each top-level directory
 that is not passthrough -- `.git`, `.venv` and the like are never watched (git
 writes there all the time, and watchdog reads every new directory, which on
@@ -47,13 +52,16 @@ EVENTS = [FileModifiedEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent
 
 class OutsideWatcher(FileSystemEventHandler):
     def __init__(self, root: str, on_change: Callable[[str], str],
-                 is_passthrough: Callable[[str, bool], bool]) -> None:
+                 is_passthrough: Callable[[str, bool], bool],
+                 on_passthrough_change: Callable[[str], str] | None = None) -> None:
         super().__init__()
         self.root = root.rstrip("/")
         self.on_change = on_change
         self.is_passthrough = is_passthrough
+        self.on_passthrough_change = on_passthrough_change
         self._observer: Observer | None = None
         self._pending: dict[str, None] = {}
+        self._pending_passthrough: dict[str, None] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = False
@@ -132,6 +140,13 @@ class OutsideWatcher(FileSystemEventHandler):
                     self._tops[rel] = None
                 try:
                     if self.is_passthrough(rel, event.is_directory):
+                        # The topmost passthrough entry below a watched directory: its entry in
+                        # that (memory) directory must follow the disk.  Deeper ones are served
+                        # from the disk as they are.
+                        parent = rel.rpartition("/")[0]
+                        if self.on_passthrough_change is not None and not (
+                                parent and self.is_passthrough(parent, True)):
+                            self._pending_passthrough[rel] = None
                         continue
                 except Exception:
                     log.exception("passthrough check failed for %s", rel)
@@ -148,9 +163,16 @@ class OutsideWatcher(FileSystemEventHandler):
             threading.Event().wait(SETTLE_SECONDS)
             with self._lock:
                 batch, self._pending = list(self._pending), {}
+                entries, self._pending_passthrough = list(self._pending_passthrough), {}
                 tops, self._tops = list(self._tops), {}
             for name in tops:
                 self._watch_top(name)
+            for rel in entries:
+                try:
+                    outcome = self.on_passthrough_change(rel)
+                    log.info("outside change of passthrough entry %s: %s", rel, outcome)
+                except Exception:
+                    log.exception("handling outside change of passthrough entry %s failed", rel)
             for rel in batch:
                 try:
                     outcome = self.on_change(rel)

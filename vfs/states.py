@@ -59,6 +59,14 @@ class BaseStates:
         return self.base.read(path)
 
     def state(self, path: str) -> State:
+        for _attempt in range(3):
+            try:
+                return self._state(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # changed on disk between the stat and the read: look again
+        return self._state(path)
+
+    def _state(self, path: str) -> State:
         st = self.base.stat(path)
         if st is None:
             return None

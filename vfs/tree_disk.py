@@ -71,6 +71,35 @@ class DiskNodes:
                 self._attach(dirnode, name, child)
         return dirnode.children
 
+    def refresh_disk_child(self, parent: Node, name: str) -> bool:
+        """Make passthrough entry `name` of memory directory `parent` follow the disk after it
+        changed there outside the mount: attached when it appeared, dropped when it went,
+        replaced when its type changed.  True when the tree changed.  Memory entries, and
+        directories whose entries were never loaded, are left alone."""
+        if parent.disk or not parent.is_dir or parent.children is None:
+            return False
+        ino = parent.children.get(name)
+        child = self.nodes[ino] if ino is not None else None
+        if child is not None and not child.disk:
+            return False
+        rel = self._disk_path(parent, name)
+        try:
+            st = os.stat(rel, dir_fd=self.disk_fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        if st is not None and child is not None and stat.S_IFMT(st.st_mode) == stat.S_IFMT(child.mode):
+            return False
+        if st is not None and child is None and not self._is_disk_child(parent, name, stat.S_ISDIR(st.st_mode)):
+            return False
+        if child is not None:
+            self._drop_disk_child(parent, name)
+        if st is not None:
+            new = self._disk_child(parent, name, rel, st)
+            if new is not None:
+                self._attach(parent, name, new)
+        parent.touch()
+        return True
+
     def _drop_disk_child(self, dirnode: Node, name: str) -> None:
         ino = dirnode.children.get(name)
         if ino is None:

@@ -102,7 +102,8 @@ class Workspace:
         self._state_lock: int | None = None  # fd holding the state directory's flock (see _lock_state_dir)
         self.keeper = keeper
         self.branch_off = branch_off
-        self.watcher = OutsideWatcher(watch_root, session.base_changed, passthrough) \
+        self.watcher = OutsideWatcher(watch_root, session.base_changed, passthrough,
+                                      session.passthrough_changed) \
             if watch_root and options.watch else None
         self.options = options
         self.base = base

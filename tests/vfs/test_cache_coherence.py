@@ -117,3 +117,37 @@ def test_ci_runs_the_patched_pyfuse3():
     from vfs.fuse_ops import PATCHED
 
     assert PATCHED, "scripts/setup installed the stock pyfuse3 (see its warning)"
+
+
+def _until(cond, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_passthrough_entries_of_memory_directories_follow_the_disk(inproc, project):
+    """`pkg/__pycache__` is a passthrough entry of a memory directory: made, removed or replaced
+    in the backing directory by another process, the mount's listing follows (regressions: a
+    ghost entry for 300 s once the kernel kept listings; a new one never appeared; a removed one
+    could not be made again through the mount)."""
+    m, mp = inproc
+    run(["python3", "-m", "compileall", "-q", str(mp / "calc")])
+    assert "__pycache__" in _names(mp / "calc")  # listing cached
+    assert (project / "calc" / "__pycache__").is_dir()
+    run(["rm", "-rf", str(project / "calc" / "__pycache__")])
+    _until(lambda: "__pycache__" not in _names(mp / "calc"), "a removed passthrough entry stayed listed")
+    assert run(["find", str(mp / "calc")]).returncode == 0
+    run(["mkdir", str(mp / "calc" / "__pycache__")])  # made again through the mount
+    assert (project / "calc" / "__pycache__").is_dir()
+    run(["rmdir", str(mp / "calc" / "__pycache__")])
+    # made outside: appears; replaced by a file outside: its type follows
+    (project / "calc" / "__pycache__").mkdir()
+    _until(lambda: "__pycache__" in _names(mp / "calc"), "a passthrough entry made outside never appeared")
+    assert (mp / "calc" / "__pycache__").is_dir()
+    (project / "calc" / "__pycache__").rmdir()
+    (project / "calc" / "__pycache__").write_text("now a file\n")
+    _until(lambda: (mp / "calc" / "__pycache__").is_file(), "a passthrough entry kept its old type")
+    entry = next(e for e in os.scandir(mp / "calc") if e.name == "__pycache__")
+    assert not entry.is_dir() and entry.is_file()
+    m.ws.session.check_invariants()

@@ -654,6 +654,21 @@ def test_batch_without_newline_fails_the_writer(mounted):
     assert cat(mp, "data/notes.txt") == "no newline\n" and journal_head(mp) == head + 1
 
 
+def test_rollback_keeps_ignored_entries_of_a_new_package(mounted):
+    """Make a package, run it (Python writes its `__pycache__/`, a passthrough entry, to disk),
+    roll back to before it: the memory files go, the ignored entries stay on disk with their
+    directory, as git leaves ignored files (regression: ENOTEMPTY, the rollback refused)."""
+    mp, src = mounted.path, mounted.source
+    sh(mp, "echo c0 > .vfs/checkpoint")
+    sh(mp, "mkdir np && echo 'y = 2' > np/m.py && python3 -m compileall -q np")
+    assert (src / "np" / "__pycache__").is_dir()
+    sh(mp, "echo @c0 > .vfs/rollback")
+    assert not (mp / "np" / "m.py").exists()
+    assert os.listdir(mp / "np") == ["__pycache__"] and (src / "np" / "__pycache__").is_dir()
+    assert "np" not in cat(mp, ".vfs/changed")
+    assert "last: ok" in cat(mp, ".vfs/rollback")
+
+
 def test_rollback_of_paths_that_look_like_seq_or_checkpoint(mounted):
     """`@name` and digits are checkpoint and SEQ on .vfs/rollback; `./PATH` names such a file."""
     mp = mounted.path
