@@ -148,6 +148,14 @@ class ExternalChanges:
         disk now equals the buffer.  Returns 'unchanged', 'updated',
         'caught-up' or 'conflict'.
         """
+        for _attempt in range(3):
+            try:
+                return self._base_changed(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # the disk moved on while we read it: its next event is queued, look again
+        return self._base_changed(path)
+
+    def _base_changed(self, path: str) -> str:
         with self.lock:
             node = self.tree.try_resolve(path)
             if node is not None and node.disk:
@@ -179,7 +187,11 @@ class ExternalChanges:
                     self._store(path, before, node)  # the buffer is about to be dropped
             self._take_base(path, node, disk)
             after = self.current_state(path)
-            self._record("external", [(path, before, after)], "external", path=path)
+            # When the tree now shows `disk`, the overlay compares with that same `disk`, not
+            # with a newer disk state: a file deleted just after it appeared must not look like
+            # an addition of ours (its deletion's event is on its way).
+            self._record("external", [(path, before, after)], "external", path=path,
+                         bases={path: disk} if after == disk else None)
             self._invalidate([path])
             return "updated"
 

@@ -231,7 +231,10 @@ class Session(ExternalChanges):
         return self._record(op, deltas, self.agent_name(caller), path2=path2, info=info)
 
     def _record(self, op: str, deltas: list[tuple[str, State, State]], agent: str,
-                path2: str | None = None, info: dict | None = None, path: str | None = None) -> Change:
+                path2: str | None = None, info: dict | None = None, path: str | None = None,
+                bases: dict[str, State] | None = None) -> Change:
+        """Journal one change and update the overlay.  `bases` gives the base state of some paths
+        as the caller saw it (an outside edit that the disk may have outrun meanwhile)."""
         now = time.time()
         if self.journal is not None:
             with self.journal.transaction():
@@ -245,11 +248,11 @@ class Session(ExternalChanges):
                     op, main[0], agent=agent, path2=path2,
                     before=(main[1] or {}).get("blob"), after=(main[2] or {}).get("blob"),
                     mode=(main[2] or {}).get("mode"), info=extra)
-                self._update_overlay(deltas)
+                self._update_overlay(deltas, bases)
             seq = entry.seq
             now = entry.time
         else:
-            self._update_overlay(deltas)
+            self._update_overlay(deltas, bases)
             self._seq += 1
             seq = self._seq
         change = Change(seq, op, tuple(p for p, _, _ in deltas) or ((path,) if path else ()), agent, now, path2)
@@ -261,9 +264,10 @@ class Session(ExternalChanges):
                 log.exception("change listener failed")
         return change
 
-    def _update_overlay(self, deltas: Iterable[tuple[str, State, State]]) -> None:
+    def _update_overlay(self, deltas: Iterable[tuple[str, State, State]],
+                        bases: dict[str, State] | None = None) -> None:
         for path, _before, after in deltas:
-            base = self.base_states.state(path)
+            base = bases[path] if bases and path in bases else self.base_states.state(path)
             if after == base:
                 self.overlay.pop(path, None)
                 if self.journal is not None:

@@ -214,3 +214,32 @@ def test_a_sync_that_fails_midway_says_what_reached_the_disk(tmp_path, monkeypat
         assert a.changed() == [] and "lower" in (src / "pkg" / "util.py").read_text()
     finally:
         a.close()
+
+
+def test_outside_file_gone_while_its_appearance_is_recorded(tmp_path, monkeypatch):
+    """An outside file deleted right after it appeared: the deletion lands while the appearance is
+    still being recorded.  The appearance must not become an addition of ours (it did: then the
+    deletion's event found a "dirty" path and made a conflict, and the ghost file stayed listed)."""
+    src = make_project(tmp_path / "src", FILES)
+    a = CodeAgent.local(src)
+    try:
+        session = a.ws.session
+        take = session._take_base
+
+        def take_then_vanish(path, node, disk):
+            take(path, node, disk)
+            (src / path).unlink(missing_ok=True)  # the outside process deletes it at this moment
+
+        (src / "pkg" / "flash.py").write_text("x = 1\n")
+        monkeypatch.setattr(session, "_take_base", take_then_vanish)
+        session.base_changed("pkg/flash.py")
+        monkeypatch.setattr(session, "_take_base", take)
+        assert "pkg/flash.py" not in session.changes()
+        # its deletion's event: taken as the outside change it is (the first call may have
+        # seen it already), never a conflict
+        assert session.base_changed("pkg/flash.py") in ("updated", "unchanged")
+        assert not session.exists("pkg/flash.py") and "pkg/flash.py" not in session.changes()
+        assert "pkg/flash.py" not in session.conflicts
+        session.check_invariants()
+    finally:
+        a.close()
