@@ -669,6 +669,18 @@ def test_rollback_keeps_ignored_entries_of_a_new_package(mounted):
     assert "last: ok" in cat(mp, ".vfs/rollback")
 
 
+def test_control_directories_list_dot_and_dotdot(mounted):
+    mp = mounted.path
+    for d in (".vfs", ".vfs/agents", ".vfs/versions/data"):
+        names = sh(mp, f"ls -a {d}").stdout.split()
+        assert names[:2] == [".", ".."], d
+    entries = {line.split()[1]: int(line.split()[0]) for line in sh(mp, "ls -ai .vfs").stdout.splitlines()}
+    assert entries["."] == os.stat(mp / ".vfs").st_ino
+    assert entries[".."] == os.stat(mp).st_ino
+    sub = {line.split()[1]: int(line.split()[0]) for line in sh(mp, "ls -ai .vfs/versions/data").stdout.splitlines()}
+    assert sub[".."] == os.stat(mp / ".vfs" / "versions").st_ino
+
+
 def test_rollback_of_paths_that_look_like_seq_or_checkpoint(mounted):
     """`@name` and digits are checkpoint and SEQ on .vfs/rollback; `./PATH` names such a file."""
     mp = mounted.path

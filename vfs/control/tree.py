@@ -158,6 +158,7 @@ class ControlTree:
         self.after_command = after_command  # blocking; run in a thread (waits for invalidations)
         self._ino: dict[tuple, int] = {}
         self._nodes: dict[int, CNode] = {}
+        self._parents: dict[int, int] = {}  # directory inode -> the inode it was looked up in
         self._handles: dict[int, _Handle] = {}
         self._next_fh = CONTROL_FH
         self._uid, self._gid = os.getuid(), os.getgid()
@@ -233,7 +234,10 @@ class ControlTree:
         node = parent.child(name)
         if node is None:
             raise FsError(errno.ENOENT)
-        return self._attrs(node)
+        attrs = self._attrs(node)
+        if node.is_dir:
+            self._parents[attrs.st_ino] = parent_ino
+        return attrs
 
     def getattr(self, ino: int) -> pyfuse3.EntryAttributes:
         return self._attrs(self._node(ino))
@@ -250,13 +254,21 @@ class ControlTree:
         return ino
 
     def readdir(self, ino: int, start_id: int, token) -> None:
+        """`.` and `..` first (`..` of `.vfs` is the mount's root), then the listing."""
         node = self._node(ino)
-        names = sorted(node.list()) if node.list else []
+        names = [".", ".."] + (sorted(node.list()) if node.list else [])
         for i, name in enumerate(names[start_id:], start_id + 1):
-            child = node.child(name) if node.child else None
-            if child is None:
-                continue
-            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(child), i):
+            if name == ".":
+                attrs = self._attrs(node)
+            elif name == "..":
+                attrs = self._attrs(node)
+                attrs.st_ino = self._parents.get(ino, pyfuse3.ROOT_INODE)
+            else:
+                child = node.child(name) if node.child else None
+                if child is None:
+                    continue
+                attrs = self._attrs(child)
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), attrs, i):
                 return
 
     def releasedir(self, fh: int) -> None:
