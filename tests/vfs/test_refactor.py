@@ -392,6 +392,20 @@ def test_review_lists_attribute_uses_left_alone():
     assert review == ["tests/test_shop.py:34: assert Invoice().subtotal() == 0"]
 
 
+
+def test_review_leaves_out_strings_and_comments():
+    """Only code is listed for review: a docstring or a comment that mentions `.member` is no use."""
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/mod.py": "class A:\n    def go(self):\n        return 1\n",
+        "pkg/other.py": ('def f(x):\n    """Use x.go() here."""\n    # x.go() in a comment\n'
+                         '    s = "x.go"\n    return x.go()\n'),
+    }
+    review: list[str] = []
+    data = {p: t.encode() for p, t in files.items()}
+    plan_rename(data.get, list(data), "pkg.mod.A.go", "run", review=review)
+    assert review == ["pkg/other.py:5: return x.go()"]
+
 def test_rename_property_with_setter_and_class_level_alias():
     files = {
         "geo.py": '''\

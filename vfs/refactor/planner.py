@@ -12,7 +12,7 @@ from typing import Any
 import libcst as cst
 from libcst.metadata import BuiltinAssignment, ClassScope, FunctionScope, GlobalScope, ImportAssignment
 
-from .common import RenameError, _check_identifier
+from .common import RenameError, _check_identifier, attribute_lines
 from .edits import _Edits, _string_value, _string_with
 from .facts import _File, _is_name, _Modules
 from .outline import _ast_outline, _Outline
@@ -115,16 +115,17 @@ class _Planner:
         return out
 
     def leftovers(self, out: dict[str, bytes]) -> list[str]:
-        """``path:line: text`` of each ``.old`` attribute access that `out` leaves."""
+        """``path:line: text`` of each ``.old`` attribute access in code that `out` leaves
+        (strings and comments that mention it are not uses; a file that does not tokenize is
+        scanned as text)."""
         if not self.old:
             return []
-        pattern = re.compile(rb"\.\s*" + re.escape(self.old.encode()) + rb"(?![A-Za-z0-9_])")
         found = []
         for path in self.candidates([self.old]):
             data = out.get(path, self.text(path) or b"")
-            for n, line in enumerate(data.splitlines(), 1):
-                if pattern.search(line):
-                    found.append(f"{path}:{n}: {line.strip().decode(errors='replace')}")
+            lines = data.splitlines()
+            for n in attribute_lines(data, self.old):
+                found.append(f"{path}:{n}: {lines[n - 1].strip().decode(errors='replace')}")
         return found
 
     def definition(self, qualname: str, seen: frozenset = frozenset()) -> tuple[str, list[str]]:
