@@ -188,8 +188,9 @@ class Session(ExternalChanges):
             return self.base_states.content(path, base)
         raise FsError(errno.ENOENT, f"content {blob[:12]} of {path} is no longer stored")
 
-    def _store(self, path: str, state: State, node_for_content: Node | None) -> None:
-        """Make sure the journal holds the content of `state`."""
+    def _store(self, path: str, state: State, node_for_content: Node | None, like: str | None = None) -> None:
+        """Make sure the journal holds the content of `state` (`like`: the blob of the version it
+        follows, which the journal may store it as a delta against)."""
         if self.journal is None or state is None or state.get("blob") is None:
             return  # nothing to store (no content, or content never read: see _tree_state)
         if self.journal.has_blob(state["blob"]):
@@ -200,7 +201,7 @@ class Session(ExternalChanges):
                 data = self.base_states.content(node_for_content.base_rel, state)
         else:
             data = self.base_states.content(path, state)
-        self.journal.put_blob(data)
+        self.journal.put_blob(data, like=like)
 
     # ------------------------------------------------------------------ the recorder
     def changed(self, op: str, paths: list[str], caller: Caller, path2: str | None = None,
@@ -240,7 +241,7 @@ class Session(ExternalChanges):
             with self.journal.transaction():
                 for path, before, after in deltas:
                     self._store(path, before, None)
-                    self._store(path, after, self.tree.try_resolve(path))
+                    self._store(path, after, self.tree.try_resolve(path), like=(before or {}).get("blob"))
                 main = deltas[0] if deltas else (path or "", None, None)
                 extra = dict(info or {})
                 extra["d"] = [[p, b, a] for p, b, a in deltas]

@@ -384,11 +384,11 @@ def test_corrupt_and_foreign_files_are_refused(tmp_path):
     future = tmp_path / "future.db"
     Journal(future).close()
     with sqlite3.connect(future) as conn:
-        conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+        conn.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     conn.close()
     with pytest.raises(JournalError) as err:
         Journal(future)
-    assert str(err.value) == f"cannot open journal {future}: schema version 4, this vfs reads version 3"
+    assert str(err.value) == f"cannot open journal {future}: schema version 5, this vfs reads version 4"
 
 
 def test_schema_1_is_migrated(tmp_path):
@@ -400,12 +400,13 @@ def test_schema_1_is_migrated(tmp_path):
         j.append("write", "x", agent="s", before=a, after=c)
     with sqlite3.connect(db) as conn:  # turn it back into a version 1 journal
         conn.executescript("""DROP TABLE refs; DROP TABLE summaries;
+            DROP INDEX blobs_base; ALTER TABLE blobs DROP COLUMN base; ALTER TABLE blobs DROP COLUMN depth;
             CREATE INDEX entries_before ON entries(before) WHERE before IS NOT NULL;
             CREATE INDEX entries_after ON entries(after) WHERE after IS NOT NULL;
             UPDATE meta SET value = '1' WHERE key = 'schema_version';""")
     conn.close()
     with Journal(db, max_entries=1) as j:
-        assert j.get_meta("schema_version") == "3"
+        assert j.get_meta("schema_version") == "4"
         assert [e.seq for e in j.entries()] == [1, 2, 3]
         j.append("write", "z", agent="s", after=c)
         assert j.first_seq() == 4
@@ -437,14 +438,59 @@ def test_schema_2_gains_the_summaries_table(tmp_path):
     with Journal(db) as j:
         j.append("write", "x", agent="s")
     with sqlite3.connect(db) as conn:
-        conn.executescript("DROP TABLE summaries; UPDATE meta SET value = '2' WHERE key = 'schema_version';")
+        conn.executescript("DROP TABLE summaries; DROP INDEX blobs_base; ALTER TABLE blobs DROP COLUMN base;"
+                           " ALTER TABLE blobs DROP COLUMN depth; UPDATE meta SET value = '2' WHERE key = 'schema_version';")
     conn.close()
     with Journal(db, max_entries=1, summarize=lambda e, s: s.put(e.path, e.seq)) as j:
-        assert j.get_meta("schema_version") == "3"
+        assert j.get_meta("schema_version") == "4"
         j.append("write", "y", agent="s")
         assert j.summary("x") == 1
         j.check_invariants()
 
+
+
+def test_big_versions_are_stored_as_deltas(tmp_path):
+    """A log that grows by a line per version, or a database rewriting a page, is stored as a
+    delta against its previous version (not a full copy per version, as it was: O(size x
+    versions)); every version reads back whole, also after trimming and a reopen."""
+    db = tmp_path / "j.db"
+    content = bytes(range(256)) * 1024  # 256 KiB
+    versions = [content]
+    with Journal(db, max_entries=10) as j:
+        prev = j.put_blob(content)
+        j.append("write", "log", agent="s", after=prev)
+        for i in range(40):
+            new = bytearray(versions[-1]) + b"line %d\n" % i
+            new[4096 * (i % 60):4096 * (i % 60) + 8] = b"page%04d" % i  # a page rewritten in place
+            blob = j.put_blob(bytes(new), like=prev)
+            j.append("write", "log", agent="s", before=prev, after=blob)
+            j.set_state("log", {"kind": "file", "blob": blob})
+            versions.append(bytes(new))
+            prev = blob
+        stats = j.stats()
+        assert stats["blob_bytes"] < 2 * len(content) + 40 * 8192, stats  # not 41 full copies
+        for seq_entry in j.entries():
+            assert j.get_blob(seq_entry.after) in versions
+        j.check_invariants()
+    with Journal(db) as j:
+        assert j.get_blob(prev) == versions[-1]
+        j.check_invariants()
+
+
+def test_schema_3_gains_deltas(tmp_path):
+    db = tmp_path / "j.db"
+    with Journal(db) as j:
+        a = j.put_blob(b"a" * 100_000)
+        j.append("write", "x", agent="s", after=a)
+    with sqlite3.connect(db) as conn:
+        conn.executescript("DROP INDEX blobs_base; ALTER TABLE blobs DROP COLUMN base;"
+                           " ALTER TABLE blobs DROP COLUMN depth; UPDATE meta SET value = '3' WHERE key = 'schema_version';")
+    conn.close()
+    with Journal(db) as j:
+        assert j.get_meta("schema_version") == "4"
+        b = j.put_blob(b"a" * 100_000 + b"b", like=a)
+        assert j.get_blob(b) == b"a" * 100_000 + b"b" and j.stats()["blob_bytes"] < 100_000 + 8192
+        j.check_invariants()
 
 def test_closed_journal_refuses_calls(tmp_path):
     j = Journal(tmp_path / "j.db")

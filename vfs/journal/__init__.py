@@ -7,7 +7,9 @@ A `Journal` is one SQLite database in WAL mode holding:
   below), so the retained entries are always the contiguous range
   `first_seq() .. head()`.
 - *blobs*: file contents addressed by their git blob id (`blob_id`), stored
-  once however many entries name them.
+  once however many entries name them; a big content that follows an earlier
+  version of its file is stored as a block delta against it (`delta.py`: a log
+  or an SQLite database costs the changed blocks per version, not a copy).
 - *state*: the session's current difference from its base, one JSON record per
   path, written in the same transaction as the entries that explain it, so a
   remount after `kill -9` finds the two in agreement.

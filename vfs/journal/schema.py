@@ -11,7 +11,7 @@ from .records import JournalError, _entry_blobs
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 1: before the refs table, 2: before the summaries table (both migrated on open)
+SCHEMA_VERSION = 4  # 1: before the refs table, 2: before summaries, 3: before deltas (all migrated on open)
 # 'vfs1': lets `file(1)` and this module tell a journal from other SQLite files.
 _APPLICATION_ID = 0x76667331
 
@@ -29,7 +29,11 @@ CREATE INDEX entries_path2 ON entries(path2) WHERE path2 IS NOT NULL;
 CREATE TABLE refs(blob TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(blob, seq))
     WITHOUT ROWID;
 CREATE INDEX refs_seq ON refs(seq);
-CREATE TABLE blobs(id TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NULL);
+-- A blob with a base stores a delta against the base's content (vfs.journal.delta), `depth`
+-- deltas deep, and `size` counts what is stored.  Invariant: a base exists while a blob names it.
+CREATE TABLE blobs(id TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NULL,
+                   base TEXT, depth INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX blobs_base ON blobs(base) WHERE base IS NOT NULL;
 CREATE TABLE state(path TEXT PRIMARY KEY, record TEXT NOT NULL, blob TEXT);
 CREATE INDEX state_blob ON state(blob) WHERE blob IS NOT NULL;
 CREATE TABLE pins(blob TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -51,10 +55,11 @@ INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');
 PRAGMA application_id = {_APPLICATION_ID};
 """
 
-# Is blob ?1 named by an entry after seq ?2, by a state record, or by a pin?
+# Is blob ?1 named by an entry after seq ?2, by a state record, by a pin, or the base of a delta?
 _REFERENCED = """SELECT EXISTS(SELECT 1 FROM refs WHERE blob = ?1 AND seq > ?2)
     OR EXISTS(SELECT 1 FROM state WHERE blob = ?1)
-    OR EXISTS(SELECT 1 FROM pins WHERE blob = ?1)"""
+    OR EXISTS(SELECT 1 FROM pins WHERE blob = ?1)
+    OR EXISTS(SELECT 1 FROM blobs WHERE base = ?1)"""
 
 # For each seq, the bytes that trimming through it frees: the blobs whose
 # last reference it is and that neither state nor a pin keeps.
@@ -62,6 +67,7 @@ _FREED_AT = """WITH last(blob, seq) AS (SELECT blob, MAX(seq) FROM refs GROUP BY
     SELECT last.seq, SUM(blobs.size) FROM last JOIN blobs ON blobs.id = last.blob
     WHERE NOT EXISTS(SELECT 1 FROM state WHERE state.blob = last.blob)
       AND NOT EXISTS(SELECT 1 FROM pins WHERE pins.blob = last.blob)
+      AND NOT EXISTS(SELECT 1 FROM blobs AS d WHERE d.base = last.blob)
     GROUP BY last.seq ORDER BY last.seq"""
 
 
@@ -118,6 +124,9 @@ def open_schema(conn: sqlite3.Connection, path: Path) -> None:
         row = ("2",)
     if row is not None and row[0] == "2":
         _migrate_from_2(conn, path)
+        row = ("3",)
+    if row is not None and row[0] == "3":
+        _migrate_from_3(conn, path)
     elif row is None or row[0] != str(SCHEMA_VERSION):
         found = "none" if row is None else row[0]
         raise JournalError(f"cannot open journal {path}: schema version {found}, "
@@ -152,6 +161,20 @@ def _migrate_from_2(conn: sqlite3.Connection, path: Path) -> None:
     try:
         ddl = _SCHEMA[_SCHEMA.index("CREATE TABLE summaries"):]
         conn.execute(ddl[:ddl.index(";")])
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+def _migrate_from_3(conn: sqlite3.Connection, path: Path) -> None:
+    """Version 4 lets a blob be a delta against a base (every existing blob is whole)."""
+    logger.info("journal %s: migrating schema 3 -> %d", path, SCHEMA_VERSION)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("ALTER TABLE blobs ADD COLUMN base TEXT")
+        conn.execute("ALTER TABLE blobs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0")
+        conn.execute("CREATE INDEX blobs_base ON blobs(base) WHERE base IS NOT NULL")
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                      (str(SCHEMA_VERSION),))
         conn.execute("COMMIT")

@@ -9,16 +9,22 @@ import os
 import sqlite3
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from . import delta
 from .records import (_BLOB_ID, _COLUMNS, _RESERVED_META, OPS, Entry, JournalError, _breaks_line, _entry_blobs,
                       _from_db, _to_db, blob_id)
-from .schema import _FREED_AT, _REFERENCED, connect, open_schema
+from .limits import Limits, Summaries
+from .schema import connect, open_schema
 
 logger = logging.getLogger(__name__)
+
+DELTA_MIN_BYTES = 64 << 10  # smaller contents are stored whole
+MAX_DELTA_DEPTH = 64  # a content is rebuilt from at most this many deltas over a whole one
+_RECENT_BYTES = 64 << 20  # contents kept for the next delta (the versions of files being edited)
 
 
 @dataclass
@@ -32,34 +38,6 @@ class _Txn:
     # Blobs that lost a reference in this transaction; collected at commit.
     candidates: set[str] = field(default_factory=set)
     depth: int = 0  # nesting depth, names the savepoints
-
-
-class Summaries:
-    """The summaries table as the `summarize` hook sees it while trimming:
-    `get(key)` (None when absent) and `put(key, record)` (JSON-able); written
-    back in the trimming transaction."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._records: dict[str, Any] = {}
-        self._dirty: set[str] = set()
-
-    def get(self, key: str) -> Any:
-        if key not in self._records:
-            row = self._conn.execute("SELECT record FROM summaries WHERE key = ?",
-                                     (_to_db(key),)).fetchone()
-            self._records[key] = None if row is None else json.loads(row[0])
-        return self._records[key]
-
-    def put(self, key: str, record: Any) -> None:
-        self._records[key] = record
-        self._dirty.add(key)
-
-    def _flush(self) -> None:
-        self._conn.executemany(
-            "INSERT OR REPLACE INTO summaries(key, record) VALUES (?, ?)",
-            [(_to_db(k), json.dumps(self._records[k], separators=(",", ":"))) for k in sorted(self._dirty)])
-        self._dirty.clear()
 
 
 def _translated(method: Callable) -> Callable:
@@ -98,7 +76,7 @@ def _writing(method: Callable) -> Callable:
     return _translated(wrapper)
 
 
-class Journal:
+class Journal(Limits):
     """An open journal file (see the module docstring for what it holds and
     guarantees).  Thread-safe; usable as a context manager that closes it."""
 
@@ -112,6 +90,7 @@ class Journal:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._lock = threading.RLock()
+        self._recent: OrderedDict[str, bytes] = OrderedDict()  # see _remember
         self._txn: _Txn | None = None  # Invariant: not None only while the lock is held
         self._subscribers: list[tuple[object, Callable[[list[Entry]], None]]] = []
         # Committed batches not yet handed to subscribers, in commit order.
@@ -382,25 +361,69 @@ class Journal:
     # --- blobs ---
 
     @_writing
-    def put_blob(self, data: bytes) -> str:
-        """Store `data` (once per content) and return its blob id."""
+    def put_blob(self, data: bytes, like: str | None = None) -> str:
+        """Store `data` (once per content) and return its blob id.  `like` names the previous
+        version of the same file: a big content is stored as a delta against it when that
+        saves at least half (see `vfs.journal.delta`; chains stay at most MAX_DELTA_DEPTH deep)."""
         data = bytes(data)
         blob = blob_id(data)
-        if not self._conn.execute("SELECT 1 FROM blobs WHERE id = ?", (blob,)).fetchone():
-            self._conn.execute("INSERT INTO blobs(id, size, data) VALUES (?, ?, ?)",
-                               (blob, len(data), data))
+        if self._conn.execute("SELECT 1 FROM blobs WHERE id = ?", (blob,)).fetchone():
+            return blob
+        if like is not None and like != blob and len(data) >= DELTA_MIN_BYTES:
+            row = self._conn.execute("SELECT depth FROM blobs WHERE id = ?", (like,)).fetchone()
+            if row is not None and row[0] < MAX_DELTA_DEPTH:
+                diff = delta.encode(self._content(like), data)
+                if len(diff) <= len(data) // 2:
+                    self._conn.execute("INSERT INTO blobs(id, size, data, base, depth) VALUES (?, ?, ?, ?, ?)",
+                                       (blob, len(diff), diff, like, row[0] + 1))
+                    self._remember(blob, data)
+                    return blob
+        self._conn.execute("INSERT INTO blobs(id, size, data) VALUES (?, ?, ?)",
+                           (blob, len(data), data))
+        if len(data) >= DELTA_MIN_BYTES:
+            self._remember(blob, data)
         return blob
+
+    def _remember(self, blob: str, data: bytes) -> None:
+        """Keep a big content at hand for the delta of its next version (bounded LRU)."""
+        recent = self._recent
+        recent[blob] = data
+        recent.move_to_end(blob)
+        total = sum(len(v) for v in recent.values())
+        while len(recent) > 1 and total > _RECENT_BYTES:
+            total -= len(recent.popitem(last=False)[1])
 
     @_reading
     def get_blob(self, blob: str) -> bytes:
         """The content of `blob`; KeyError when unknown or evicted, JournalError
         when the stored bytes no longer match their id."""
-        row = self._conn.execute("SELECT data FROM blobs WHERE id = ?", (blob,)).fetchone()
-        if row is None:
-            raise KeyError(blob)
-        data = bytes(row[0])
+        data = self._content(blob)
         if blob_id(data) != blob:
             raise JournalError(f"journal {self.path}: blob {blob} is corrupt")
+        return data
+
+    def _content(self, blob: str) -> bytes:
+        """The bytes of `blob`, its chain of deltas applied (KeyError when unknown)."""
+        chain = []
+        name: str | None = blob
+        while name is not None:
+            row = self._conn.execute("SELECT base FROM blobs WHERE id = ?", (name,)).fetchone()
+            if row is None:
+                if name == blob:
+                    raise KeyError(blob)
+                raise JournalError(f"journal {self.path}: base {name} of blob {blob} is missing")
+            known = self._recent.get(name)
+            if known is not None:
+                chain.append(known)
+                break
+            chain.append(bytes(self._conn.execute("SELECT data FROM blobs WHERE id = ?", (name,)).fetchone()[0]))
+            name = row[0]
+        data = chain.pop()
+        try:
+            while chain:
+                data = delta.decode(data, chain.pop())
+        except ValueError as exc:
+            raise JournalError(f"journal {self.path}: blob {blob} is corrupt ({exc})") from None
         return data
 
     @_reading
@@ -549,88 +572,13 @@ class Journal:
             "SELECT COUNT(*) FROM refs WHERE seq NOT IN (SELECT seq FROM entries)").fetchone()[0]
         if orphans:
             raise AssertionError(f"{orphans} blob references to trimmed entries")
+        missing = self._conn.execute(
+            "SELECT COUNT(*) FROM blobs AS d WHERE d.base IS NOT NULL"
+            " AND NOT EXISTS(SELECT 1 FROM blobs AS b WHERE b.id = d.base)").fetchone()[0]
+        if missing:
+            raise AssertionError(f"{missing} deltas whose base is gone")
         blobs, size = self._conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs").fetchone()
         counters = dict(self._conn.execute("SELECT name, value FROM counters"))
         if (counters["blobs"], counters["blob_bytes"]) != (blobs, size):
             raise AssertionError(f"blob counters {counters} != ({blobs}, {size})")
-
-    # --- limits ---
-
-    def _blob_bytes(self) -> int:
-        return self._conn.execute(
-            "SELECT value FROM counters WHERE name = 'blob_bytes'").fetchone()[0]
-
-    def _apply_limits(self, txn: _Txn) -> None:
-        """Trim entries and collect blobs inside the committing transaction."""
-        if txn.head - txn.first + 1 > self.max_entries:
-            self._trim_through(txn, txn.head - self.max_entries)
-        self._collect(txn)
-        if self._blob_bytes() > self.max_bytes:
-            cut = self._byte_cut(txn)
-            if cut is not None:
-                self._trim_through(txn, cut)
-                self._collect(txn)
-
-    def _trim_through(self, txn: _Txn, last: int) -> None:
-        """Delete entries with seq <= last (folded into the summaries first, when
-        a `summarize` hook is set); their blobs become candidates."""
-        if self.summarize is not None:
-            summaries = Summaries(self._conn)
-            rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM entries WHERE seq <= ? ORDER BY seq", (last,))
-            for row in rows:
-                self.summarize(Entry._from_row(row), summaries)
-            summaries._flush()
-        rows = self._conn.execute("SELECT blob FROM refs WHERE seq <= ?", (last,))
-        txn.candidates.update(r[0] for r in rows)
-        self._conn.execute("DELETE FROM refs WHERE seq <= ?", (last,))
-        self._conn.execute("DELETE FROM entries WHERE seq <= ?", (last,))
-        logger.debug("journal %s: trimmed entries %d..%d", self.path, txn.first, last)
-        txn.first = last + 1
-
-    def _collect(self, txn: _Txn) -> None:
-        """Delete the candidate blobs nothing references any more."""
-        dropped = 0
-        for blob in sorted(txn.candidates):
-            if not self._conn.execute(_REFERENCED, (blob, 0)).fetchone()[0]:
-                dropped += self._conn.execute("DELETE FROM blobs WHERE id = ?", (blob,)).rowcount
-        txn.candidates.clear()
-        if dropped:
-            logger.debug("journal %s: deleted %d unreferenced blobs", self.path, dropped)
-
-    def _byte_cut(self, txn: _Txn) -> int | None:
-        """The smallest seq such that trimming through it frees enough blob bytes
-        to get under max_bytes, or None when no prefix suffices.  A blob is freed
-        at its last referencing entry.  The first entries are walked one by one
-        (the steady state needs one or two); a longer prefix is found with one
-        aggregate query.  After a failure, the next try waits until the journal
-        has grown by 1/16, so an unreachable limit costs O(1) amortised."""
-        failed_at = self._byte_walk_failed_at
-        if failed_at is not None and \
-                txn.head - failed_at < max(64, (txn.head - txn.first + 1) // 16):
-            return None
-        excess = self._blob_bytes() - self.max_bytes
-        freed = 0
-        walk = self._conn.execute("SELECT seq, blob FROM refs WHERE seq < ? ORDER BY seq",
-                                  (txn.first + 256,))
-        for seq, blob in walk:
-            if not self._conn.execute(_REFERENCED, (blob, seq)).fetchone()[0]:
-                size = self._conn.execute("SELECT size FROM blobs WHERE id = ?", (blob,)).fetchone()
-                freed += size[0] if size else 0
-                if freed >= excess:
-                    walk.close()
-                    self._byte_walk_failed_at = None
-                    return seq
-        freed = 0
-        long_history = txn.head >= txn.first + 256
-        for seq, size in self._conn.execute(_FREED_AT) if long_history else ():
-            freed += size
-            if freed >= excess:
-                self._byte_walk_failed_at = None
-                return seq
-        log = logger.debug if failed_at is not None else logger.warning
-        log("journal %s: blob bytes exceed max_bytes %d by %d even without history; "
-            "keeping history", self.path, self.max_bytes, excess)
-        self._byte_walk_failed_at = txn.head
-        return None
