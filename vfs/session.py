@@ -421,6 +421,16 @@ class Session(ExternalChanges):
             h.node.opens -= 1
             self.tree._maybe_free(h.node)
 
+    def commit_open_writes(self) -> int:
+        """The mount is going away while files are open for writing: record what their handles
+        wrote (the close that would have will never come).  Returns how many files."""
+        with self.lock:
+            done = 0
+            for h in list(self.handles.values()):
+                if h.fd is None and h.wrote and self.tree.commit(h.node, h.caller):
+                    done += 1
+            return done
+
     def statfs(self) -> os.statvfs_result | None:
         fd = self.tree.disk_fd
         return os.fstatvfs(fd) if fd is not None else None

@@ -247,7 +247,11 @@ class Workspace:
             self.semantics.start()
 
     def before_unmount(self) -> None:
-        """Last work while the mount is still up: the lazy mode writes everything now."""
+        """Last work after the FUSE loop ended: what files still open had written is recorded
+        (their close never comes), then the lazy mode writes everything."""
+        kept = self.session.commit_open_writes()
+        if kept:
+            log.warning("unmounted with %d file(s) open for writing: their written bytes are kept", kept)
         if self.syncer.mode == "lazy" and self.session.overlay:
             try:
                 self.syncer.sync(agent="vfs")

@@ -107,3 +107,30 @@ def test_unmount_tells_when_the_lazy_sync_was_refused(tmp_path):
         res = run([*VFS, "unmount", str(mp)], check=False)
         unmount(m)
     assert res.returncode == 0 and (src / "a.py").read_text() == "x = 2\n"
+
+
+def test_unmount_keeps_what_open_files_wrote(project, tmp_path):
+    """`vfs unmount` while a process still holds a file open for writing: the bytes its write()
+    calls wrote are kept (journaled at shutdown; the close never comes), as data written to a
+    local file system survives a lazy umount (regression: the file came back empty)."""
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    m = mount_source(project, mp)
+    writer = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time\n"
+                               "f = open(sys.argv[1], 'w'); f.write('first\\n'); f.flush()\n"
+                               "print('ready', flush=True); time.sleep(30)\n", str(mp / "open.txt")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        run([*VFS, "unmount", str(mp)])
+    finally:
+        writer.kill()
+        writer.wait()
+        unmount(m)
+    m = mount_source(project, mp)
+    try:
+        assert (mp / "open.txt").read_text() == "first\n"
+        assert not (project / "open.txt").exists()
+    finally:
+        unmount(m)
