@@ -1,11 +1,13 @@
 """The journal's SQLite schema: creating, checking and migrating it; the queries of the limits."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sqlite3
 from pathlib import Path
+from typing import Iterator
 
 from .records import JournalError, _entry_blobs
 
@@ -132,12 +134,23 @@ def open_schema(conn: sqlite3.Connection, path: Path) -> None:
         raise JournalError(f"cannot open journal {path}: schema version {found}, "
                            f"this vfs reads version {SCHEMA_VERSION}")
 
+@contextlib.contextmanager
+def _migration(conn: sqlite3.Connection, path: Path, old: int) -> Iterator[None]:
+    """One step from schema `old` to `old + 1`: all of it or nothing."""
+    logger.info("journal %s: migrating schema %d -> %d", path, old, old + 1)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(old + 1),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
 def _migrate_from_1(conn: sqlite3.Connection, path: Path) -> None:
     """Version 1 found blob references through indexes on before/after only;
     version 2 keeps every reference (info included) in the refs table."""
-    logger.info("journal %s: migrating schema 1 -> %d", path, SCHEMA_VERSION)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _migration(conn, path, 1):
         refs_ddl = _SCHEMA[_SCHEMA.index("CREATE TABLE refs"):_SCHEMA.index("CREATE TABLE blobs")]
         for statement in refs_ddl.split(";")[:-1]:  # executescript would COMMIT first
             conn.execute(statement)
@@ -147,37 +160,17 @@ def _migrate_from_1(conn: sqlite3.Connection, path: Path) -> None:
             for blob in _entry_blobs(before, after, json.loads(info) if info else {})])
         conn.execute("DROP INDEX IF EXISTS entries_before")
         conn.execute("DROP INDEX IF EXISTS entries_after")
-        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 def _migrate_from_2(conn: sqlite3.Connection, path: Path) -> None:
     """Version 3 adds the summaries table (empty: what was trimmed before is
     not summarised)."""
-    logger.info("journal %s: migrating schema 2 -> %d", path, SCHEMA_VERSION)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _migration(conn, path, 2):
         ddl = _SCHEMA[_SCHEMA.index("CREATE TABLE summaries"):]
         conn.execute(ddl[:ddl.index(";")])
-        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 def _migrate_from_3(conn: sqlite3.Connection, path: Path) -> None:
     """Version 4 lets a blob be a delta against a base (every existing blob is whole)."""
-    logger.info("journal %s: migrating schema 3 -> %d", path, SCHEMA_VERSION)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _migration(conn, path, 3):
         conn.execute("ALTER TABLE blobs ADD COLUMN base TEXT")
         conn.execute("ALTER TABLE blobs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0")
         conn.execute("CREATE INDEX blobs_base ON blobs(base) WHERE base IS NOT NULL")
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                     (str(SCHEMA_VERSION),))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
