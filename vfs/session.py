@@ -241,7 +241,9 @@ class Session(ExternalChanges):
             with self.journal.transaction():
                 for path, before, after in deltas:
                     self._store(path, before, None)
-                    self._store(path, after, self.tree.try_resolve(path), like=(before or {}).get("blob"))
+                    node = self.tree.try_resolve(path)
+                    self._store(path, after, node, like=(before or {}).get("blob"))
+                    self._note_times(path, node if after is not None else None)
                 main = deltas[0] if deltas else (path or "", None, None)
                 extra = dict(info or {})
                 extra["d"] = [[p, b, a] for p, b, a in deltas]
@@ -330,10 +332,21 @@ class Session(ExternalChanges):
         with self.lock:
             return self.tree.readlink(self.tree.node(ino))
 
+    def _note_times(self, path: str, node: Node | None) -> None:
+        """Journal the times `node` shows at `path` (none: forget them), for a remount."""
+        if node is None or node.disk:
+            self.journal.set_times(path, None)
+        else:
+            self.journal.set_times(path, node.atime_ns, node.mtime_ns)
+
     def setattr(self, ino: int, caller: Caller, fh: int | None = None, **fields: Any) -> Node:
         with self.lock:
             node = self.tree.node(ino)
             self.tree.setattr(node, caller, **fields)
+            if self.journal is not None and not node.disk and (
+                    fields.get("atime_ns") is not None or fields.get("mtime_ns") is not None):
+                for path in self.tree.paths_of(node):  # touch -d, utime(): kept across a remount
+                    self._note_times(path, node)
             if fields.get("size") is not None and not node.disk:
                 # truncate(2)/ftruncate(2) are acknowledged when they return: record now.
                 self.tree.commit(node, caller)

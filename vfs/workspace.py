@@ -213,15 +213,30 @@ class Workspace:
         return keeper, ""
 
     def _recover(self) -> None:
-        """Restore the overlay a previous daemon left in the journal (unsynced or crashed)."""
+        """Restore the overlay a previous daemon left in the journal (unsynced or crashed), and
+        the file times it had set (on an unchanged file only while its disk copy is untouched
+        since)."""
         if self.journal is None:
             return
         saved = self.journal.state()
         unclean = self.journal.get_meta("running") == "1"
         self.journal.set_meta("running", "1")
         self.unclean_shutdown = unclean
-        if not saved:
-            return
+        if saved:
+            self._recover_states(saved, unclean)
+        session = self.session
+        with session.lock:
+            for path, (atime_ns, mtime_ns, at_ns) in self.journal.times().items():
+                node = session.tree.try_resolve(path)
+                if node is None or node.disk:
+                    continue
+                if path not in session.overlay:
+                    st = self.base.stat(path)
+                    if st is None or st.mtime_ns > at_ns:
+                        continue  # the disk copy changed since: its times win
+                node.atime_ns, node.mtime_ns = atime_ns, mtime_ns
+
+    def _recover_states(self, saved: dict[str, dict], unclean: bool) -> None:
         states = {p: (None if rec.get("kind") == "deleted" else rec) for p, rec in saved.items()}
         session = self.session
         with session.lock:
