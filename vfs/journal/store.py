@@ -372,7 +372,10 @@ class Journal(Limits):
         if like is not None and like != blob and len(data) >= DELTA_MIN_BYTES:
             row = self._conn.execute("SELECT depth FROM blobs WHERE id = ?", (like,)).fetchone()
             if row is not None and row[0] < MAX_DELTA_DEPTH:
-                diff = delta.encode(self._content(like), data)
+                try:
+                    diff = delta.encode(self._content(like), data)
+                except JournalError:  # an unreadable base: this version is stored whole
+                    diff = data
                 if len(diff) <= len(data) // 2:
                     self._conn.execute("INSERT INTO blobs(id, size, data, base, depth) VALUES (?, ?, ?, ?, ?)",
                                        (blob, len(diff), diff, like, row[0] + 1))
