@@ -196,6 +196,27 @@ class ExternalChanges:
             self._invalidate([path])
             return "updated"
 
+    def relink(self, paths: list[str]) -> None:
+        """Make `paths` hard links of one file again (a remount: the journal keeps states per path,
+        so they came back as separate files).  Only names that hold the same state (file content
+        and mode, or symlink target) are joined; nothing is recorded (the states do not change)."""
+        nodes = [(p, self.tree.try_resolve(p)) for p in paths]
+        nodes = [(p, n) for p, n in nodes if n is not None and (n.is_reg or n.is_lnk) and not n.disk]
+        if len(nodes) < 2:
+            return
+        first_path, first = nodes[0]
+        want = self.current_state(first_path)
+        self._quiet += 1
+        try:
+            for path, node in nodes[1:]:
+                if node is first or self.current_state(path) != want:
+                    continue
+                parent = self.tree.nodes[node.parent]
+                self.tree.unlink(parent, node.name, API_CALLER)
+                self.tree.link(first, parent, path.rpartition("/")[2], API_CALLER)
+        finally:
+            self._quiet -= 1
+
     def passthrough_changed(self, path: str) -> str:
         """Passthrough entry `path` (`pkg/__pycache__`) was made, removed or replaced on disk
         outside the mount (outside watcher): when its directory lives in memory, the tree's

@@ -221,12 +221,19 @@ class Session(ExternalChanges):
     def _record_paths(self, op: str, paths: Iterable[str], caller: Caller, path2: str | None = None,
                       info: dict | None = None) -> Change | None:
         deltas = []
+        unchanged = []
         for path in dict.fromkeys(paths):
             before = self.state_before(path)
             after = self.current_state(path)
             if before == after:
+                unchanged.append(path)
                 continue
             deltas.append((path, before, after))
+        if unchanged and self.journal is not None:
+            # Same state, maybe another file: a symlink renamed over an equal one ends a hard link.
+            with self.journal.transaction():
+                for path in unchanged:
+                    self._note_links(path, self.tree.try_resolve(path))
         if not deltas and op not in _ALWAYS_RECORDED:
             return None
         return self._record(op, deltas, self.agent_name(caller), path2=path2, info=info)
@@ -333,11 +340,21 @@ class Session(ExternalChanges):
             return self.tree.readlink(self.tree.node(ino))
 
     def _note_times(self, path: str, node: Node | None) -> None:
-        """Journal the times `node` shows at `path` (none: forget them), for a remount."""
+        """Journal the times `node` shows at `path` (none: forget them) and its hard links: a
+        remount puts both back."""
         if node is None or node.disk:
             self.journal.set_times(path, None)
         else:
             self.journal.set_times(path, node.atime_ns, node.mtime_ns)
+        self._note_links(path, node)
+
+    def _note_links(self, path: str, node: Node | None) -> None:
+        """Journal the names of a hard-linked file as one group (its inode numbers them)."""
+        if node is not None and not node.disk and (node.is_reg or node.is_lnk) and node.nlink > 1:
+            for name in self.tree.paths_of(node):
+                self.journal.set_link(name, node.ino)
+        else:
+            self.journal.set_link(path, None)
 
     def setattr(self, ino: int, caller: Caller, fh: int | None = None, **fields: Any) -> Node:
         with self.lock:

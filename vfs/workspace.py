@@ -213,9 +213,9 @@ class Workspace:
         return keeper, ""
 
     def _recover(self) -> None:
-        """Restore the overlay a previous daemon left in the journal (unsynced or crashed), and
-        the file times it had set (on an unchanged file only while its disk copy is untouched
-        since)."""
+        """Restore the overlay a previous daemon left in the journal (unsynced or crashed), its
+        hard links, and the file times it had set (on an unchanged file only while its disk copy
+        is untouched since)."""
         if self.journal is None:
             return
         saved = self.journal.state()
@@ -226,6 +226,13 @@ class Workspace:
             self._recover_states(saved, unclean)
         session = self.session
         with session.lock:
+            groups = self.journal.link_groups()
+            with self.journal.transaction():  # file numbers are this daemon's inodes from now on
+                self.journal.clear_links()
+                for group in groups:
+                    session.relink(group)
+                    for path in group:
+                        session._note_links(path, session.tree.try_resolve(path))
             for path, (atime_ns, mtime_ns, at_ns) in self.journal.times().items():
                 node = session.tree.try_resolve(path)
                 if node is None or node.disk:

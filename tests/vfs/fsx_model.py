@@ -8,7 +8,6 @@ import errno
 import hashlib
 import os
 import random
-import shutil
 import stat
 from pathlib import Path
 
@@ -341,22 +340,6 @@ def git_view(root: Path) -> dict[str, tuple]:
         elif kind == "symlink":
             out[rel] = (0o120000, blob)
     return out
-
-
-def break_hard_links(root: Path) -> None:
-    """Give every name of a hard-linked file its own copy (what a remount from the journal does)."""
-    for rel, st in scan(root):
-        if stat.S_ISDIR(st.st_mode) or st.st_nlink < 2:
-            continue
-        full = os.path.join(root, rel)
-        tmp = full + ".fsx-tmp"
-        if stat.S_ISLNK(st.st_mode):
-            os.symlink(os.readlink(full), tmp)
-        else:
-            shutil.copy2(full, tmp)
-            os.chown(tmp, st.st_uid, st.st_gid)
-            os.chmod(tmp, stat.S_IMODE(st.st_mode))
-        os.rename(tmp, full)
 
 
 def _diff_dicts(a: dict, b: dict, limit: int = 8) -> str:

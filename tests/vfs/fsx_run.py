@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from fsx_model import (
-    Generator, MODE_ARG, Op, READ_ONLY, SLOTS, SLOT_OPS, Side, _diff_dicts, break_hard_links,
+    Generator, MODE_ARG, Op, READ_ONLY, SLOTS, SLOT_OPS, Side, _diff_dicts,
     git_tracked, git_view, initial_tree, materialize, snapshot, states_of)
 from mountlib import VFS, Mount, require_fuse, unmount
 from mountlib import _daemon_pid as daemon_pid
@@ -224,8 +224,6 @@ class Run:
         "kill-now" does not: what close(2) acknowledged must survive it all the same.
         """
         self.stats.remounts += 1
-        if not self.passthrough:  # (disk nodes keep their links: the disk is the truth)
-            break_hard_links(self.local.root)
         self.local.close_all()
         self.remote.close_all()
         if how == "kill":

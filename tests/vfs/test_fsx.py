@@ -28,9 +28,9 @@ Checks:
   directory was never written.
 The `remount` operation (`remount_rate`) closes every descriptor, takes the
 daemon down (`vfs unmount`, or SIGKILL) and mounts again: the journal must
-restore the tree.  Hard links do not survive that (the journal keeps states per
-path), so the local side breaks its hard links there too; nor do owners (states
-hold no uid/gid), so runs with remounts leave `chown` out.
+restore the tree, hard links and file times included (the journal keeps them
+beside the states); owners do not survive it (states hold no uid/gid), so runs
+with remounts leave `chown` out.
 The passthrough flavour (`passthrough=True`) runs everything inside `pt/`,
 which the daemon serves from the backing directory: there the disk must equal
 the local side at the end, and nothing may appear in `.vfs/changed` or diffs.
@@ -189,3 +189,23 @@ def test_fsx_regression_open_passthrough_directory_outlives_its_name():
         ("rename", "t.txt/m.py", "d/c/m.py"), ("fchmod", 1, 0o444), ("fstat", 1),
         ("mkdir", "x", 0o755), ("open", 2, "x", "r"), ("rmdir", "x"), ("fchmod", 2, 0o700), ("fstat", 2),
     ], passthrough=True)
+
+
+def test_fsx_regression_hard_link_ended_by_an_equal_symlink_stays_ended_after_remount():
+    """Two names of one symlink; a different symlink with the same target renamed over one of
+    them ends the link without changing any path's state: after a remount they must stay two
+    files (the journal's link groups follow every rename, not only changed states)."""
+    check_ops(13, [
+        ('rename', 'm.py/d', 'm.py/b/a/m.py'),
+        ('unlink', 't.txt'),
+        ('mkdir', 'm.py/d', 0o755),
+        ('symlink', 'm.py', 'm.py/d/a'),
+        ('mkdir', 'm.py/a', 0o755),
+        ('mkdir', 'm.py/d/d', 0o2775),
+        ('rename', 'm.py/d/a', 'm.py/a/b'),
+        ('link', 'm.py/a/b', 't.txt'),
+        ('rename2', 'm.py/a/b', 'm.py/b/b', 2),
+        ('symlink', 'm.py', 'm.py/d/d/d'),
+        ('rename2', 'm.py/d/d/d', 'm.py/b/b', 4),
+        ('remount', 'kill'),
+    ])

@@ -168,3 +168,25 @@ def test_file_times_survive_a_remount(project, tmp_path):
         assert os.stat(mp / "calc" / "ops.py").st_mtime_ns == os.stat(project / "calc" / "ops.py").st_mtime_ns
     finally:
         unmount(m)
+
+
+def test_hard_links_survive_a_remount(project, tmp_path):
+    """Names of one file come back as one file after an unmount and a mount (regression: they
+    came back as separate copies, and a write to one no longer showed in the other)."""
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    m = mount_source(project, mp)
+    try:
+        run(["sh", "-c", "echo one > h1 && ln h1 h2 && mkdir d && ln h1 d/h3 && ln README.md readme2"], cwd=mp)
+    finally:
+        unmount(m)
+    m = mount_source(project, mp)
+    try:
+        st = [os.stat(mp / p) for p in ("h1", "h2", "d/h3")]
+        assert len({s.st_ino for s in st}) == 1 and all(s.st_nlink == 3 for s in st)
+        assert os.stat(mp / "README.md").st_ino == os.stat(mp / "readme2").st_ino
+        run(["sh", "-c", "echo two >> h2"], cwd=mp)
+        assert (mp / "h1").read_text() == (mp / "d" / "h3").read_text() == "one\ntwo\n"
+        assert run(["cat", ".vfs/changed"], cwd=mp).stdout.split("\n").count("A h1") == 1
+    finally:
+        unmount(m)

@@ -500,6 +500,27 @@ class Journal(Limits):
         rows = self._conn.execute("SELECT path, atime, mtime, at FROM times")
         return {_from_db(path): (atime, mtime, at) for path, atime, mtime, at in rows}
 
+    @_writing
+    def set_link(self, path: str, file: int | None) -> None:
+        """Record that `path` is a hard link of file number `file` (None: it is not)."""
+        if file is None:
+            self._conn.execute("DELETE FROM links WHERE path = ?", (_to_db(path),))
+        else:
+            self._conn.execute("INSERT OR REPLACE INTO links(path, file) VALUES (?, ?)", (_to_db(path), file))
+
+    @_writing
+    def clear_links(self) -> None:
+        """Forget every hard-link group (file numbers are only meaningful within one daemon)."""
+        self._conn.execute("DELETE FROM links")
+
+    @_reading
+    def link_groups(self) -> list[list[str]]:
+        """The recorded hard-link groups of two paths or more, each sorted."""
+        groups: dict[int, list[str]] = {}
+        for path, file in self._conn.execute("SELECT path, file FROM links"):
+            groups.setdefault(file, []).append(_from_db(path))
+        return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
     # --- checkpoints ---
 
     @_writing
