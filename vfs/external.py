@@ -132,7 +132,7 @@ class ExternalChanges:
                     for path in paths:
                         self.overlay.pop(path, None)
                         self.journal.set_state(path, None)
-                        self.journal.set_times(path, None)  # the disk has them now
+                        self.journal.set_attrs(path, None)  # the disk has them now
                     self.journal.set_meta("synced", json.dumps(sorted(self.synced)))
             else:
                 change = self._record("sync", [], agent, info={"paths": sorted(paths)})

@@ -250,7 +250,7 @@ class Session(ExternalChanges):
                     self._store(path, before, None)
                     node = self.tree.try_resolve(path)
                     self._store(path, after, node, like=(before or {}).get("blob"))
-                    self._note_times(path, node if after is not None else None)
+                    self._note_attrs(path, node if after is not None else None)
                 main = deltas[0] if deltas else (path or "", None, None)
                 extra = dict(info or {})
                 extra["d"] = [[p, b, a] for p, b, a in deltas]
@@ -339,13 +339,13 @@ class Session(ExternalChanges):
         with self.lock:
             return self.tree.readlink(self.tree.node(ino))
 
-    def _note_times(self, path: str, node: Node | None) -> None:
-        """Journal the times `node` shows at `path` (none: forget them) and its hard links: a
-        remount puts both back."""
+    def _note_attrs(self, path: str, node: Node | None) -> None:
+        """Journal the times and owner `node` shows at `path` (none: forget them) and its hard
+        links: a remount puts them back."""
         if node is None or node.disk:
-            self.journal.set_times(path, None)
+            self.journal.set_attrs(path, None)
         else:
-            self.journal.set_times(path, node.atime_ns, node.mtime_ns)
+            self.journal.set_attrs(path, (node.atime_ns, node.mtime_ns, node.uid, node.gid))
         self._note_links(path, node)
 
     def _note_links(self, path: str, node: Node | None) -> None:
@@ -360,10 +360,10 @@ class Session(ExternalChanges):
         with self.lock:
             node = self.tree.node(ino)
             self.tree.setattr(node, caller, **fields)
-            if self.journal is not None and not node.disk and (
-                    fields.get("atime_ns") is not None or fields.get("mtime_ns") is not None):
-                for path in self.tree.paths_of(node):  # touch -d, utime(): kept across a remount
-                    self._note_times(path, node)
+            if self.journal is not None and not node.disk and any(
+                    fields.get(k) is not None for k in ("atime_ns", "mtime_ns", "uid", "gid")):
+                for path in self.tree.paths_of(node):  # touch -d, utime(), chown: kept across a remount
+                    self._note_attrs(path, node)
             if fields.get("size") is not None and not node.disk:
                 # truncate(2)/ftruncate(2) are acknowledged when they return: record now.
                 self.tree.commit(node, caller)

@@ -214,8 +214,8 @@ class Workspace:
 
     def _recover(self) -> None:
         """Restore the overlay a previous daemon left in the journal (unsynced or crashed), its
-        hard links, and the file times it had set (on an unchanged file only while its disk copy
-        is untouched since)."""
+        hard links, and the file times and owners it had set (on an unchanged file only while its
+        disk copy is untouched since)."""
         if self.journal is None:
             return
         saved = self.journal.state()
@@ -233,7 +233,7 @@ class Workspace:
                     session.relink(group)
                     for path in group:
                         session._note_links(path, session.tree.try_resolve(path))
-            for path, (atime_ns, mtime_ns, at_ns) in self.journal.times().items():
+            for path, (atime_ns, mtime_ns, uid, gid, at_ns) in self.journal.attrs().items():
                 node = session.tree.try_resolve(path)
                 if node is None or node.disk:
                     continue
@@ -241,7 +241,7 @@ class Workspace:
                     st = self.base.stat(path)
                     if st is None or st.mtime_ns > at_ns:
                         continue  # the disk copy changed since: its times win
-                node.atime_ns, node.mtime_ns = atime_ns, mtime_ns
+                node.atime_ns, node.mtime_ns, node.uid, node.gid = atime_ns, mtime_ns, uid, gid
 
     def _recover_states(self, saved: dict[str, dict], unclean: bool) -> None:
         states = {p: (None if rec.get("kind") == "deleted" else rec) for p, rec in saved.items()}

@@ -28,9 +28,8 @@ Checks:
   directory was never written.
 The `remount` operation (`remount_rate`) closes every descriptor, takes the
 daemon down (`vfs unmount`, or SIGKILL) and mounts again: the journal must
-restore the tree, hard links and file times included (the journal keeps them
-beside the states); owners do not survive it (states hold no uid/gid), so runs
-with remounts leave `chown` out.
+restore the tree, hard links, file times and owners included (the journal keeps
+them beside the states); runs with remounts still leave `chown` out of the mix.
 The passthrough flavour (`passthrough=True`) runs everything inside `pt/`,
 which the daemon serves from the backing directory: there the disk must equal
 the local side at the end, and nothing may appear in `.vfs/changed` or diffs.

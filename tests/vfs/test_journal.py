@@ -400,7 +400,7 @@ def test_schema_1_is_migrated(tmp_path):
         j.append("write", "x", agent="s", before=a, after=c)
     with sqlite3.connect(db) as conn:  # turn it back into a version 1 journal
         conn.executescript("""DROP TABLE refs; DROP TABLE summaries;
-            DROP TABLE times; DROP TABLE links; DROP INDEX blobs_base; ALTER TABLE blobs DROP COLUMN base; ALTER TABLE blobs DROP COLUMN depth;
+            DROP TABLE attrs; DROP TABLE links; DROP INDEX blobs_base; ALTER TABLE blobs DROP COLUMN base; ALTER TABLE blobs DROP COLUMN depth;
             CREATE INDEX entries_before ON entries(before) WHERE before IS NOT NULL;
             CREATE INDEX entries_after ON entries(after) WHERE after IS NOT NULL;
             UPDATE meta SET value = '1' WHERE key = 'schema_version';""")
@@ -438,7 +438,7 @@ def test_schema_2_gains_the_summaries_table(tmp_path):
     with Journal(db) as j:
         j.append("write", "x", agent="s")
     with sqlite3.connect(db) as conn:
-        conn.executescript("DROP TABLE summaries; DROP TABLE times; DROP TABLE links; DROP INDEX blobs_base; ALTER TABLE blobs DROP COLUMN base;"
+        conn.executescript("DROP TABLE summaries; DROP TABLE attrs; DROP TABLE links; DROP INDEX blobs_base; ALTER TABLE blobs DROP COLUMN base;"
                            " ALTER TABLE blobs DROP COLUMN depth; UPDATE meta SET value = '2' WHERE key = 'schema_version';")
     conn.close()
     with Journal(db, max_entries=1, summarize=lambda e, s: s.put(e.path, e.seq)) as j:
@@ -483,7 +483,7 @@ def test_schema_3_gains_deltas(tmp_path):
         a = j.put_blob(b"a" * 100_000)
         j.append("write", "x", agent="s", after=a)
     with sqlite3.connect(db) as conn:
-        conn.executescript("DROP TABLE times; DROP TABLE links; DROP INDEX blobs_base; ALTER TABLE blobs DROP COLUMN base;"
+        conn.executescript("DROP TABLE attrs; DROP TABLE links; DROP INDEX blobs_base; ALTER TABLE blobs DROP COLUMN base;"
                            " ALTER TABLE blobs DROP COLUMN depth; UPDATE meta SET value = '3' WHERE key = 'schema_version';")
     conn.close()
     with Journal(db) as j:

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from mountlib import VFS, mount_source, run, tree_hashes, unmount
 
 
@@ -188,5 +190,26 @@ def test_hard_links_survive_a_remount(project, tmp_path):
         run(["sh", "-c", "echo two >> h2"], cwd=mp)
         assert (mp / "h1").read_text() == (mp / "d" / "h3").read_text() == "one\ntwo\n"
         assert run(["cat", ".vfs/changed"], cwd=mp).stdout.split("\n").count("A h1") == 1
+    finally:
+        unmount(m)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_owners_survive_a_remount(project, tmp_path):
+    """A file's owner set in memory (chown of a new file and of an unchanged one) comes back after
+    an unmount and a mount (regression: new files came back as the daemon's, chown was undone)."""
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    m = mount_source(project, mp)
+    try:
+        run(["sh", "-c", "echo x > owned.txt && chown 1234:2345 owned.txt README.md"], cwd=mp)
+    finally:
+        unmount(m)
+    m = mount_source(project, mp)
+    try:
+        for name in ("owned.txt", "README.md"):
+            st = os.stat(mp / name)
+            assert (st.st_uid, st.st_gid) == (1234, 2345), name
+        assert os.stat(project / "README.md").st_uid == 0  # the disk is untouched
     finally:
         unmount(m)

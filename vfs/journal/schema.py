@@ -39,10 +39,10 @@ CREATE INDEX blobs_base ON blobs(base) WHERE base IS NOT NULL;
 CREATE TABLE state(path TEXT PRIMARY KEY, record TEXT NOT NULL, blob TEXT);
 CREATE INDEX state_blob ON state(blob) WHERE blob IS NOT NULL;
 CREATE TABLE pins(blob TEXT PRIMARY KEY) WITHOUT ROWID;
--- The file times (ns) the tree showed for a path when it last changed them, and when (`at`): a
--- remount puts them back (they are not part of a path's state: a time alone is no change to sync).
-CREATE TABLE times(path TEXT PRIMARY KEY, atime INTEGER NOT NULL, mtime INTEGER NOT NULL,
-                   at INTEGER NOT NULL) WITHOUT ROWID;
+-- The times (ns) and owner the tree showed for a path when it last changed them, and when (`at`):
+-- a remount puts them back (they are not part of a path's state: no change to sync or diff).
+CREATE TABLE attrs(path TEXT PRIMARY KEY, atime INTEGER NOT NULL, mtime INTEGER NOT NULL,
+                   uid INTEGER NOT NULL, gid INTEGER NOT NULL, at INTEGER NOT NULL) WITHOUT ROWID;
 -- Paths that were hard links of one file share a `file` number (the daemon's inode at the time):
 -- a remount links them again.
 CREATE TABLE links(path TEXT PRIMARY KEY, file INTEGER NOT NULL) WITHOUT ROWID;
@@ -177,11 +177,11 @@ def _migrate_from_2(conn: sqlite3.Connection, path: Path) -> None:
 
 def _migrate_from_3(conn: sqlite3.Connection, path: Path) -> None:
     """Version 4 lets a blob be a delta against a base (every existing blob is whole) and keeps
-    file times and hard-link groups (none known yet)."""
+    file times, owners and hard-link groups (none known yet)."""
     with _migration(conn, path, 3):
         conn.execute("ALTER TABLE blobs ADD COLUMN base TEXT")
         conn.execute("ALTER TABLE blobs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0")
         conn.execute("CREATE INDEX blobs_base ON blobs(base) WHERE base IS NOT NULL")
-        for table in ("times", "links"):
+        for table in ("attrs", "links"):
             ddl = _SCHEMA[_SCHEMA.index(f"CREATE TABLE {table}"):]
             conn.execute(ddl[:ddl.index(";")])

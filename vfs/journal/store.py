@@ -483,22 +483,22 @@ class Journal(Limits):
         self._txn.candidates.update(r[0] for r in rows)
         self._conn.execute("DELETE FROM state")
 
-    # --- file times ---
+    # --- file times and owners ---
 
     @_writing
-    def set_times(self, path: str, atime_ns: int | None, mtime_ns: int | None = None) -> None:
-        """Remember the times of `path` (None: forget them)."""
-        if atime_ns is None or mtime_ns is None:
-            self._conn.execute("DELETE FROM times WHERE path = ?", (_to_db(path),))
+    def set_attrs(self, path: str, attrs: tuple[int, int, int, int] | None) -> None:
+        """Remember (atime_ns, mtime_ns, uid, gid) of `path` (None: forget them)."""
+        if attrs is None:
+            self._conn.execute("DELETE FROM attrs WHERE path = ?", (_to_db(path),))
         else:
-            self._conn.execute("INSERT OR REPLACE INTO times(path, atime, mtime, at) VALUES (?, ?, ?, ?)",
-                               (_to_db(path), atime_ns, mtime_ns, time.time_ns()))
+            self._conn.execute("INSERT OR REPLACE INTO attrs(path, atime, mtime, uid, gid, at)"
+                               " VALUES (?, ?, ?, ?, ?, ?)", (_to_db(path), *attrs, time.time_ns()))
 
     @_reading
-    def times(self) -> dict[str, tuple[int, int, int]]:
-        """Every remembered (atime_ns, mtime_ns, recorded_at_ns) by path."""
-        rows = self._conn.execute("SELECT path, atime, mtime, at FROM times")
-        return {_from_db(path): (atime, mtime, at) for path, atime, mtime, at in rows}
+    def attrs(self) -> dict[str, tuple[int, int, int, int, int]]:
+        """Every remembered (atime_ns, mtime_ns, uid, gid, recorded_at_ns) by path."""
+        rows = self._conn.execute("SELECT path, atime, mtime, uid, gid, at FROM attrs")
+        return {_from_db(row[0]): tuple(row[1:]) for row in rows}
 
     @_writing
     def set_link(self, path: str, file: int | None) -> None:
