@@ -9,6 +9,7 @@ never skip.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -18,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -108,6 +110,16 @@ def mount_source(source: Path, mountpoint: Path | None, *extra: str) -> Mount:
     run(args)
     mp = mountpoint or source
     return Mount(source, mp, _daemon_pid(mp))
+
+
+@contextlib.contextmanager
+def mounted_at(source: Path, mountpoint: Path, *extra: str) -> Iterator[Mount]:
+    """`mount_source` for the length of a `with` block, unmounted however it ends."""
+    m = mount_source(source, mountpoint, *extra)
+    try:
+        yield m
+    finally:
+        unmount(m)
 
 
 def unmount(m: Mount) -> None:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mountlib import VFS, mount_source, run, tree_hashes, unmount
+from mountlib import VFS, mount_source, mounted_at, run, tree_hashes, unmount
 
 
 def test_mount_serves_source_and_disk_stays(mounted):
@@ -117,25 +117,21 @@ def test_unmount_keeps_what_open_files_wrote(project, tmp_path):
     local file system survives a lazy umount (regression: the file came back empty)."""
     mp = tmp_path / "mnt"
     mp.mkdir()
-    m = mount_source(project, mp)
-    writer = subprocess.Popen([sys.executable, "-c",
-                               "import sys, time\n"
-                               "f = open(sys.argv[1], 'w'); f.write('first\\n'); f.flush()\n"
-                               "print('ready', flush=True); time.sleep(30)\n", str(mp / "open.txt")],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout.readline().strip() == "ready"
-        run([*VFS, "unmount", str(mp)])
-    finally:
-        writer.kill()
-        writer.wait()
-        unmount(m)
-    m = mount_source(project, mp)
-    try:
+    with mounted_at(project, mp):
+        writer = subprocess.Popen([sys.executable, "-c",
+                                   "import sys, time\n"
+                                   "f = open(sys.argv[1], 'w'); f.write('first\\n'); f.flush()\n"
+                                   "print('ready', flush=True); time.sleep(30)\n", str(mp / "open.txt")],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert writer.stdout.readline().strip() == "ready"
+            run([*VFS, "unmount", str(mp)])
+        finally:
+            writer.kill()
+            writer.wait()
+    with mounted_at(project, mp):
         assert (mp / "open.txt").read_text() == "first\n"
         assert not (project / "open.txt").exists()
-    finally:
-        unmount(m)
 
 
 def test_file_times_survive_a_remount(project, tmp_path):
@@ -143,33 +139,21 @@ def test_file_times_survive_a_remount(project, tmp_path):
     a mount (regression: every changed file got the remount's time, `touch -d` was undone)."""
     mp = tmp_path / "mnt"
     mp.mkdir()
-    m = mount_source(project, mp)
-    try:
+    with mounted_at(project, mp):
         run(["sh", "-c", "echo edit > data/notes.txt && touch -d 2002-01-01T00:00:00 data/notes.txt"
                          " && echo new > fresh.txt && touch -d 2003-03-03T03:03:03 README.md"], cwd=mp)
         before = {p: (os.stat(mp / p).st_mtime_ns, os.stat(mp / p).st_atime_ns)
                   for p in ("data/notes.txt", "fresh.txt", "README.md", "calc/ops.py")}
-    finally:
-        unmount(m)
-    m = mount_source(project, mp)
-    try:
+    with mounted_at(project, mp):
         after = {p: (os.stat(mp / p).st_mtime_ns, os.stat(mp / p).st_atime_ns) for p in before}
         assert after == before
         assert (mp / "data" / "notes.txt").read_text() == "edit\n"
-    finally:
-        unmount(m)
     # an unchanged file edited on disk while unmounted keeps the disk's (newer) time
-    m = mount_source(project, mp)
-    try:
+    with mounted_at(project, mp):
         run(["touch", "-d", "2004-04-04", str(mp / "calc" / "ops.py")])
-    finally:
-        unmount(m)
     (project / "calc" / "ops.py").write_text("def add(a, b):\n    return a + b\n")
-    m = mount_source(project, mp)
-    try:
+    with mounted_at(project, mp):
         assert os.stat(mp / "calc" / "ops.py").st_mtime_ns == os.stat(project / "calc" / "ops.py").st_mtime_ns
-    finally:
-        unmount(m)
 
 
 def test_hard_links_survive_a_remount(project, tmp_path):
@@ -177,21 +161,15 @@ def test_hard_links_survive_a_remount(project, tmp_path):
     came back as separate copies, and a write to one no longer showed in the other)."""
     mp = tmp_path / "mnt"
     mp.mkdir()
-    m = mount_source(project, mp)
-    try:
+    with mounted_at(project, mp):
         run(["sh", "-c", "echo one > h1 && ln h1 h2 && mkdir d && ln h1 d/h3 && ln README.md readme2"], cwd=mp)
-    finally:
-        unmount(m)
-    m = mount_source(project, mp)
-    try:
+    with mounted_at(project, mp):
         st = [os.stat(mp / p) for p in ("h1", "h2", "d/h3")]
         assert len({s.st_ino for s in st}) == 1 and all(s.st_nlink == 3 for s in st)
         assert os.stat(mp / "README.md").st_ino == os.stat(mp / "readme2").st_ino
         run(["sh", "-c", "echo two >> h2"], cwd=mp)
         assert (mp / "h1").read_text() == (mp / "d" / "h3").read_text() == "one\ntwo\n"
         assert run(["cat", ".vfs/changed"], cwd=mp).stdout.split("\n").count("A h1") == 1
-    finally:
-        unmount(m)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
@@ -200,16 +178,10 @@ def test_owners_survive_a_remount(project, tmp_path):
     an unmount and a mount (regression: new files came back as the daemon's, chown was undone)."""
     mp = tmp_path / "mnt"
     mp.mkdir()
-    m = mount_source(project, mp)
-    try:
+    with mounted_at(project, mp):
         run(["sh", "-c", "echo x > owned.txt && chown 1234:2345 owned.txt README.md"], cwd=mp)
-    finally:
-        unmount(m)
-    m = mount_source(project, mp)
-    try:
+    with mounted_at(project, mp):
         for name in ("owned.txt", "README.md"):
             st = os.stat(mp / name)
             assert (st.st_uid, st.st_gid) == (1234, 2345), name
         assert os.stat(project / "README.md").st_uid == 0  # the disk is untouched
-    finally:
-        unmount(m)
