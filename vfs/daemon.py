@@ -19,13 +19,16 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyfuse3
 import trio
 
-from .fuse_ops import VfsOperations
+from .control_mount import ControlOperations, control_dir
+from .fuse_ops import HANDLELESS, VfsOperations
 from .invalidator import Invalidator
 from .mounts import MountRecord, register, unregister
+from .settler import Settler
 from .workspace import Workspace, WorkspaceOptions
 
 __all__ = ["MountOptions", "serve", "main"]
@@ -66,16 +69,29 @@ def serve(opts: MountOptions, ready=None, on_workspace=None) -> int:
         raise
     if on_workspace is not None:
         on_workspace(ws)
-    ops = VfsOperations(ws.session, ws.control)
+    ctl_dir = control_dir() if HANDLELESS else None
+    if ctl_dir is None:
+        ops = VfsOperations(ws.session, ws.control)
+    else:
+        ops = VfsOperations(ws.session, control_link=os.fsencode(ctl_dir))
+    mounted = False
     try:
         pyfuse3.init(ops, opts.mountpoint, fuse_options(opts))
+        mounted = True
+        if ctl_dir is not None:
+            _init_control(ws, ctl_dir, opts)
     except Exception as exc:
         report(f"error: cannot mount {opts.mountpoint}: {exc}")  # the reason first: closing may fail too
+        if mounted:
+            pyfuse3.close(unmount=True)
+        _remove_dir(ctl_dir)
         ws.close()
         return 1
     invalidator = Invalidator()
     invalidator.start()
     ws.session.invalidator = invalidator
+    settler = Settler(ws.session.settle).start() if ctl_dir is not None else None
+    ws.session.settler = settler
     mountpoint = os.path.abspath(opts.mountpoint)
     register(MountRecord(os.getpid(), ws.source, mountpoint, str(ws.state_dir), time.time(),
                          opts.workspace.rev))
@@ -86,13 +102,34 @@ def serve(opts: MountOptions, ready=None, on_workspace=None) -> int:
     finally:
         ws.session.invalidator = None
         invalidator.stop()
+        ws.session.settler = None
+        if settler is not None:
+            settler.stop()
         try:
             ws.before_unmount()
         finally:
             pyfuse3.close(unmount=True)
+            _remove_dir(ctl_dir)
             ws.close(clean=clean)
             unregister(mountpoint)
     return 0
+
+
+def _init_control(ws: Workspace, ctl_dir: Path, opts: MountOptions) -> None:
+    """Mount the control tree on `ctl_dir` (vfs.control_mount)."""
+    options = set(pyfuse3.default_options)
+    options |= {"fsname=vfs-control", "subtype=vfs", "auto_unmount"}
+    if opts.allow_other:
+        options.add("allow_other")
+    pyfuse3.init_control(ControlOperations(ws.control, ws.session.settle), str(ctl_dir), options)
+
+
+def _remove_dir(path: Path | None) -> None:
+    if path is not None:
+        try:
+            path.rmdir()
+        except OSError:
+            pass
 
 
 async def _main(ws: Workspace, report) -> None:

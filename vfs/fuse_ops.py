@@ -2,7 +2,7 @@
 
 No policy lives here.  Each handler converts names and credentials, calls the
 session, and builds the reply.  Domain errors (`FsError`, `OSError`) become
-`FUSEError(errno)` in one place (`_translate`).
+`FUSEError(errno)` in one place (`translate`).
 
 Kernel lookup counts: every reply that hands the kernel an entry (lookup,
 create, mkdir, mknod, symlink, link, and each non-dot entry accepted by
@@ -40,6 +40,8 @@ import errno
 import functools
 import logging
 import os
+import stat
+import time
 from typing import Any
 
 import pyfuse3
@@ -49,16 +51,19 @@ from .node import Node
 from .session import Session
 from .tree import ROOT, Caller
 
-__all__ = ["VfsOperations", "CACHE_TIMEOUT", "DISK_TIMEOUT", "PATCHED"]
+__all__ = ["VfsOperations", "CACHE_TIMEOUT", "DISK_TIMEOUT", "PATCHED", "HANDLELESS", "translate"]
 
 log = logging.getLogger(__name__)
 
 CACHE_TIMEOUT = 300.0
 DISK_TIMEOUT = 1.0
-PATCHED = getattr(pyfuse3, "__vfs_patch__", 0) >= 1
+PATCH_LEVEL = getattr(pyfuse3, "__vfs_patch__", 0)
+PATCHED = PATCH_LEVEL >= 1
+HANDLELESS = PATCH_LEVEL >= 2  # files are opened without us, `.vfs` is its own mount (module docstring)
+LINK_INO = (1 << 40) - 1  # `.vfs` as a symlink to the control mount (below the control tree's range)
 
 
-def _translate(fn):
+def translate(fn):
     """Run a handler; turn domain errors into FUSEError at this one place."""
 
     @functools.wraps(fn)
@@ -93,10 +98,16 @@ class VfsOperations(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, session: Session, control: Any = None) -> None:
+    def __init__(self, session: Session, control: Any = None, control_link: bytes | None = None) -> None:
+        """`control`: the ControlTree served in this mount; or `control_link`: the path `.vfs`
+        links to (the control mount), and then no file of this mount is opened through us."""
         super().__init__()
         self.session = session
         self.control = control  # vfs.control.ControlTree or None
+        self.control_link = control_link
+        self.handleless = control_link is not None
+        self.no_atomic_o_trunc = self.handleless  # read by the patched pyfuse3 at INIT
+        self._link_time = time.time_ns()
 
     # ---------------------------------------------------------------- attributes
     def _attrs(self, node: Node) -> pyfuse3.EntryAttributes:
@@ -122,6 +133,16 @@ class VfsOperations(pyfuse3.Operations):
         a.st_blksize = 4096
         return a
 
+    def _link_attrs(self) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = LINK_INO
+        a.st_mode, a.st_nlink = stat.S_IFLNK | 0o777, 1
+        a.st_uid, a.st_gid = os.getuid(), os.getgid()
+        a.st_size = len(self.control_link)
+        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = self._link_time
+        a.entry_timeout = a.attr_timeout = CACHE_TIMEOUT
+        return a
+
     def _entry(self, node: Node) -> pyfuse3.EntryAttributes:
         attrs = self._attrs(node)
         node.lookups += 1
@@ -131,13 +152,16 @@ class VfsOperations(pyfuse3.Operations):
         return self.control is not None and self.control.owns(ino)
 
     # ---------------------------------------------------------------- lookups
-    @_translate
+    @translate
     async def lookup(self, parent_inode, name, ctx):
         name_s = _name(name)
         if self._is_control(parent_inode):
             return self.control.lookup(parent_inode, name_s)
-        if parent_inode == ROOT and name_s == ".vfs" and self.control is not None:
-            return self.control.lookup_root()
+        if parent_inode == ROOT and name_s == ".vfs":
+            if self.control_link is not None:
+                return self._link_attrs()
+            if self.control is not None:
+                return self.control.lookup_root()
         with self.session.lock:
             if name_s == ".":
                 return self._entry(self.session.getattr(parent_inode))
@@ -153,25 +177,29 @@ class VfsOperations(pyfuse3.Operations):
                 return a
             return self._entry(node)
 
-    @_translate
+    @translate
     async def getattr(self, inode, ctx=None):
         if self._is_control(inode):
             return self.control.getattr(inode)
+        if inode == LINK_INO:
+            return self._link_attrs()
         with self.session.lock:
             return self._attrs(self.session.getattr(inode))
 
     async def forget(self, inode_list):
         for ino, n in inode_list:
-            if self._is_control(ino):
+            if self._is_control(ino) or ino == LINK_INO:
                 continue
             self.session.forget(ino, n)
 
-    @_translate
+    @translate
     async def readlink(self, inode, ctx):
+        if inode == LINK_INO:
+            return self.control_link
         return self.session.readlink(inode)
 
     # ---------------------------------------------------------------- directories
-    @_translate
+    @translate
     async def opendir(self, inode, ctx):
         if self._is_control(inode):
             fh = self.control.opendir(inode)
@@ -183,7 +211,7 @@ class VfsOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOSYS)
         return fh
 
-    @_translate
+    @translate
     async def readdir(self, fh, start_id, token):
         if self._is_control(fh):
             return self.control.readdir(fh, start_id, token)
@@ -209,58 +237,61 @@ class VfsOperations(pyfuse3.Operations):
         if self._is_control(fh):
             self.control.releasedir(fh)
 
-    @_translate
+    @translate
     async def mkdir(self, parent_inode, name, mode, ctx):
         self._refuse_control(parent_inode, name)
         with self.session.lock:
             return self._entry(self.session.mkdir(parent_inode, _name(name), mode, _caller(ctx)))
 
-    @_translate
+    @translate
     async def rmdir(self, parent_inode, name, ctx):
         self._refuse_control(parent_inode, name)
         self.session.rmdir(parent_inode, _name(name), _caller(ctx))
 
     def _refuse_control(self, parent_inode: int, name: bytes) -> None:
-        if self._is_control(parent_inode) or (parent_inode == ROOT and name == b".vfs" and self.control):
+        if self._is_control(parent_inode) or (parent_inode == ROOT and name == b".vfs"
+                                              and (self.control or self.control_link)):
             raise FsError(errno.EPERM, "the control directory cannot be changed this way")
 
     # ---------------------------------------------------------------- entries
-    @_translate
+    @translate
     async def mknod(self, parent_inode, name, mode, rdev, ctx):
         self._refuse_control(parent_inode, name)
         with self.session.lock:
             return self._entry(self.session.mknod(parent_inode, _name(name), mode, rdev, _caller(ctx)))
 
-    @_translate
+    @translate
     async def symlink(self, parent_inode, name, target, ctx):
         self._refuse_control(parent_inode, name)
         with self.session.lock:
             return self._entry(self.session.symlink(parent_inode, _name(name), target, _caller(ctx)))
 
-    @_translate
+    @translate
     async def link(self, inode, new_parent_inode, new_name, ctx):
         self._refuse_control(new_parent_inode, new_name)
-        if self._is_control(inode):
+        if self._is_control(inode) or inode == LINK_INO:
             raise FsError(errno.EPERM)
         with self.session.lock:
             return self._entry(self.session.link(inode, new_parent_inode, _name(new_name), _caller(ctx)))
 
-    @_translate
+    @translate
     async def unlink(self, parent_inode, name, ctx):
         self._refuse_control(parent_inode, name)
         self.session.unlink(parent_inode, _name(name), _caller(ctx))
 
-    @_translate
+    @translate
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
         self._refuse_control(parent_inode_old, name_old)
         self._refuse_control(parent_inode_new, name_new)
         self.session.rename(parent_inode_old, _name(name_old), parent_inode_new, _name(name_new),
                             flags, _caller(ctx))
 
-    @_translate
+    @translate
     async def setattr(self, inode, attr, fields, fh, ctx):
         if self._is_control(inode):
             return self.control.setattr(inode, attr, fields)
+        if inode == LINK_INO:
+            raise FsError(errno.EPERM, "the control directory cannot be changed this way")
         kw: dict[str, Any] = {}
         if fields.update_mode:
             kw["mode"] = attr.st_mode
@@ -280,8 +311,10 @@ class VfsOperations(pyfuse3.Operations):
             return self._attrs(self.session.setattr(inode, _caller(ctx), fh, **kw))
 
     # ---------------------------------------------------------------- files
-    @_translate
+    @translate
     async def open(self, inode, flags, ctx):
+        if self.handleless:  # the kernel stops asking: every file is opened without us
+            raise pyfuse3.FUSEError(errno.ENOSYS)
         if self._is_control(inode):
             return await self.control.open(inode, flags, ctx)
         with self.session.lock:
@@ -293,7 +326,7 @@ class VfsOperations(pyfuse3.Operations):
                 return pyfuse3.FileInfo(fh=fh, keep_cache=keep, direct_io=False, noflush=read_only)
             return pyfuse3.FileInfo(fh=fh, keep_cache=keep, direct_io=False)
 
-    @_translate
+    @translate
     async def create(self, parent_inode, name, mode, flags, ctx):
         self._refuse_control(parent_inode, name)
         with self.session.lock:
@@ -302,40 +335,55 @@ class VfsOperations(pyfuse3.Operations):
             fh = self.session.open(node.ino, flags & ~os.O_TRUNC, caller)
             return pyfuse3.FileInfo(fh=fh, keep_cache=self.session.tree.keep_cache(node)), self._entry(node)
 
-    @_translate
+    @translate
     async def read(self, fh, off, size):
         if self._is_control_fh(fh):
             return await self.control.read_async(fh, off, size)
         return self.session.read(fh, off, size)
 
-    @_translate
+    @translate
     async def write(self, fh, off, buf):
         if self._is_control_fh(fh):
             return await self.control.write(fh, off, buf)
         return self.session.write(fh, off, buf)
 
-    @_translate
+    @translate
     async def flush(self, fh):
+        if fh == 0:  # a handle-less open: no close point; the kernel stops sending FLUSH
+            raise pyfuse3.FUSEError(errno.ENOSYS)
         if self._is_control_fh(fh):
             return await self.control.flush(fh)
         self.session.flush(fh)
 
-    @_translate
+    @translate
     async def fsync(self, fh, datasync):
         if self._is_control_fh(fh):
             return await self.control.flush(fh)
         self.session.fsync(fh)
 
-    @_translate
+    @translate
     async def release(self, fh):
         if self._is_control_fh(fh):
             return await self.control.release(fh)
         self.session.release(fh)
 
+    # handle-less opens (patch level 2): the inode and the caller instead of a handle
+    @translate
+    async def read_inode(self, inode, off, size, ctx):
+        return self.session.read_inode(inode, off, size)
+
+    @translate
+    async def write_inode(self, inode, off, buf, ctx):
+        return self.session.write_inode(inode, off, buf, _caller(ctx))
+
+    @translate
+    async def fsync_inode(self, inode, datasync, ctx):
+        self.session.fsync_inode(inode, _caller(ctx))
+
     def _is_control_fh(self, fh: int) -> bool:
         return self.control is not None and self.control.owns_fh(fh)
 
-    @_translate
+    @translate
     async def statfs(self, ctx):
         out = pyfuse3.StatvfsData()
         st = self.session.statfs()

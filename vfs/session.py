@@ -115,6 +115,9 @@ class Session(ExternalChanges):
         self.overlay: dict[str, State] = {}
         self.handles: dict[int, Handle] = {}
         self._next_fh = 1
+        # Nodes written without a handle and not yet recorded: ino -> (node, writer).  See vfs.settler.
+        self._unsettled: dict[int, tuple[Node, Caller]] = {}
+        self.settler: Any = None  # set by the daemon for a handle-less mount: .wake()
         self._seq = journal.head() if journal is not None else 0
         self._listeners: list[Callable[[Change], None]] = []
         self.invalidator: Any = None  # set by the FUSE adapter: .inode(ino), .entry(parent_ino, name), .wait()
@@ -213,6 +216,8 @@ class Session(ExternalChanges):
         """
         if self._quiet:
             return None
+        if self._unsettled:
+            self.settle()  # earlier writes first: the journal keeps the order readers saw
         if self._compound is not None:
             self._compound.extend(paths)
             return None
@@ -365,8 +370,10 @@ class Session(ExternalChanges):
                 for path in self.tree.paths_of(node):  # touch -d, utime(), chown: kept across a remount
                     self._note_attrs(path, node)
             if fields.get("size") is not None and not node.disk:
-                # truncate(2)/ftruncate(2) are acknowledged when they return: record now.
-                self.tree.commit(node, caller)
+                if fh is None and self.settler is not None:
+                    self._unsettle(node, caller)  # maybe open(O_TRUNC): its write follows
+                else:  # truncate(2)/ftruncate(2) are acknowledged when they return: record now.
+                    self.tree.commit(node, caller)
             return node
 
     def forget(self, ino: int, n: int) -> None:
@@ -451,11 +458,61 @@ class Session(ExternalChanges):
             h.node.opens -= 1
             self.tree._maybe_free(h.node)
 
+    # ------------------------------------------------------------------ handle-less I/O
+    def read_inode(self, ino: int, offset: int, size: int) -> bytes:
+        """read(2) through an open the kernel made without asking us (see vfs.settler)."""
+        with self.lock:
+            node = self.tree.node(ino)
+            if node.disk:
+                return self.tree.disk_pread(node, offset, size)
+            return self.tree.read(node, offset, size)
+
+    def write_inode(self, ino: int, offset: int, buf: bytes, caller: Caller) -> int:
+        """write(2) without a handle: applied now, recorded when the writes settle."""
+        with self.lock:
+            node = self.tree.node(ino)
+            if node.disk:
+                return self.tree.disk_pwrite(node, offset, buf)
+            if node.is_dir:
+                raise FsError(errno.EISDIR, "is a directory")
+            n = self.tree.write(node, offset, buf, caller)
+            self._unsettle(node, caller)
+            return n
+
+    def fsync_inode(self, ino: int, caller: Caller) -> None:
+        with self.lock:
+            node = self.tree.node(ino)
+            if node.disk:
+                self.tree.disk_fsync(node)
+            else:
+                self.settle()
+
+    def _unsettle(self, node: Node, caller: Caller) -> None:
+        earlier = self._unsettled.get(node.ino)
+        if earlier is not None and self.agent_name(earlier[1]) != self.agent_name(caller):
+            self.tree.commit(node, earlier[1])  # what another writer wrote stays theirs
+        self._unsettled[node.ino] = (node, caller)
+        if self.settler is not None:
+            self.settler.wake()
+        else:
+            self.settle()
+
+    def settle(self) -> int:
+        """Record every node written without a handle since the last settle, one write each.
+        Returns how many were recorded."""
+        with self.lock:
+            done = 0
+            while self._unsettled:
+                _, (node, caller) = self._unsettled.popitem()
+                if self.tree.commit(node, caller):
+                    done += 1
+            return done
+
     def commit_open_writes(self) -> int:
         """The mount is going away while files are open for writing: record what their handles
         wrote (the close that would have will never come).  Returns how many files."""
         with self.lock:
-            done = 0
+            done = self.settle()
             for h in list(self.handles.values()):
                 if h.fd is None and h.wrote and self.tree.commit(h.node, h.caller):
                     done += 1
@@ -651,6 +708,7 @@ class Session(ExternalChanges):
     # ------------------------------------------------------------------ queries
     def changes(self) -> dict[str, State]:
         with self.lock:
+            self.settle()
             return dict(sorted(self.overlay.items()))
 
     def head(self) -> int:

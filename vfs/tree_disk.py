@@ -161,6 +161,31 @@ class DiskNodes:
                 and (node.is_dir or node.nlink <= 1):
             node.pin = os.open(rel, os.O_PATH | os.O_NOFOLLOW, dir_fd=self.disk_fd)
 
+    def disk_pread(self, node: Node, offset: int, size: int) -> bytes:
+        """read(2) of a passthrough file without a handle (vfs.settler): open, read, close."""
+        rel, fd = self._disk_ref(node)
+        try:
+            with _opened(rel, os.O_RDONLY, fd) as f:
+                return os.pread(f, size, offset)
+        except OSError as exc:
+            raise FsError(exc.errno or errno.EIO, str(exc)) from None
+
+    def disk_pwrite(self, node: Node, offset: int, buf: bytes) -> int:
+        rel, fd = self._disk_ref(node)
+        try:
+            with _opened(rel, os.O_WRONLY, fd) as f:
+                return os.pwrite(f, buf, offset)
+        except OSError as exc:
+            raise FsError(exc.errno or errno.EIO, str(exc)) from None
+
+    def disk_fsync(self, node: Node) -> None:
+        rel, fd = self._disk_ref(node)
+        try:
+            with _opened(rel, os.O_RDONLY, fd) as f:
+                os.fsync(f)
+        except OSError as exc:
+            raise FsError(exc.errno or errno.EIO, str(exc)) from None
+
     def _disk_ref(self, node: Node) -> tuple[str, int | None]:
         """(path, dir_fd) naming a disk node for path-based calls, also once it is unlinked."""
         if node.pin is not None:

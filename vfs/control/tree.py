@@ -173,6 +173,10 @@ class ControlTree:
     def owns_fh(self, fh: int) -> bool:
         return fh >= CONTROL_FH
 
+    @property
+    def root_ino(self) -> int:
+        return self._ino[self.root.key]
+
     def _register(self, node: CNode) -> int:
         ino = self._ino.get(node.key)
         if ino is None:
