@@ -35,6 +35,7 @@ class ExternalChanges:
         deepest first, creations shallowest first.  Returns the paths changed.
         Callers hold the lock and run this inside `compound()` (or quietly).
         """
+        self.settle()  # writes readers saw come first, under their writers' names
         changed = []
         removals = sorted((p for p, s in states.items() if s is None), key=lambda p: -p.count("/"))
         for path in removals:
@@ -122,6 +123,7 @@ class ExternalChanges:
 
     def mark_synced(self, paths: list[str], *, agent: str = "api") -> Change:
         """The disk now holds `paths` as the tree does: they leave the overlay; one `sync` entry."""
+        self.settle()
         with self.lock:
             for path in paths:
                 self.base_states.forget(path)
@@ -149,6 +151,7 @@ class ExternalChanges:
         disk now equals the buffer.  Returns 'unchanged', 'updated',
         'caught-up' or 'conflict'.
         """
+        self.settle()  # a write readers already see makes the path dirty
         for _attempt in range(3):
             try:
                 return self._base_changed(path)

@@ -373,8 +373,8 @@ class VfsOperations(pyfuse3.Operations):
         return self.session.read_inode(inode, off, size)
 
     @translate
-    async def write_inode(self, inode, off, buf, ctx):
-        return self.session.write_inode(inode, off, buf, _caller(ctx))
+    async def write_inode(self, inode, off, buf, ctx, flags=0):
+        return self.session.write_inode(inode, off, buf, _caller(ctx), flags)
 
     @translate
     async def fsync_inode(self, inode, datasync, ctx):

@@ -70,6 +70,7 @@ class Syncer:
             raise FsError(errno.EINVAL, f"unknown sync mode {mode!r}: use one of {', '.join(MODES)}")
         self.session = session
         self.mode = mode
+        session.settle_at_once = mode == "write-through"  # every write is a change to carry at once
         self.gate = gate
         self.writable = session.tree.disk_fd is not None
         self.last: str = "no sync yet"
@@ -84,6 +85,7 @@ class Syncer:
             if mode == "write-through" and self.session.overlay and self.mode != mode:
                 self.sync(agent=agent)  # refused (raises) => the mode stays as it was
             old, self.mode = self.mode, mode
+            self.session.settle_at_once = mode == "write-through"
             with self.session.compound("mode", agent, info={"from": old, "to": mode}):
                 pass
 
