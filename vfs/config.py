@@ -72,6 +72,7 @@ KEYS: dict[str, tuple[Any, Callable[[Any], Any], str]] = {
     "max_memory_mb": (1024, _int_pos, "max_memory_mb"),
     "max_file_mb": (512, _int_pos, "max_file_mb"),
     "lru_eviction": (True, _bool, "lru_eviction"),
+    "kernel_opens": (False, _bool, "kernel_opens"),
     "passthrough": ([], _str_list, "passthrough"),
     "audit_policy": ("warn", _choice("warn", "deny"), "audit_policy"),
     "audit_disabled": ([], _str_list, "audit_disabled"),

@@ -69,7 +69,7 @@ def serve(opts: MountOptions, ready=None, on_workspace=None) -> int:
         raise
     if on_workspace is not None:
         on_workspace(ws)
-    ctl_dir = control_dir() if HANDLELESS else None
+    ctl_dir = control_dir() if HANDLELESS and ws.options.kernel_opens else None
     if ctl_dir is None:
         ops = VfsOperations(ws.session, ws.control)
     else:

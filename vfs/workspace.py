@@ -84,6 +84,8 @@ class WorkspaceOptions:
     max_memory_mb: int = 1024
     max_file_mb: int = 512
     lru_eviction: bool = True
+    # The kernel opens the mount's files without asking the daemon (vfs.settler, vfs.control_mount).
+    kernel_opens: bool = False
     # Settings given on the command line (keys of vfs.config.KEYS); they beat the project's file.
     flags: dict[str, Any] = field(default_factory=dict)
 
