@@ -1,0 +1,169 @@
+"""`kernel_opens=true`: the kernel opens the mount's files without asking the daemon.
+
+With the pyfuse3 that scripts/setup builds (patch level 2) the main mount then
+answers OPEN with ENOSYS (no OPEN/FLUSH/RELEASE per file), writes are recorded
+when they settle (vfs.settler), and `.vfs` is a symlink to a FUSE mount of its
+own (vfs.control_mount).  Everything here runs real tools on a real mount.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import pyfuse3
+
+from mountlib import SAMPLE, make_project, mount_source, run, tree_hashes, unmount
+
+pytestmark = pytest.mark.skipif(getattr(pyfuse3, "__vfs_patch__", 0) < 2,
+                                reason="needs the patched pyfuse3 (level 2) that scripts/setup builds")
+
+KO = ("--set", "kernel_opens=true")
+
+
+def sh(mp: Path, script: str, agent: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **({"VFS_AGENT": agent} if agent else {}))
+    return run(["sh", "-c", script], cwd=mp, env=env, check=check)
+
+
+def fuse_mounts() -> list[str]:
+    with open("/proc/mounts") as f:
+        return [line.split()[1] for line in f if line.split()[2].startswith("fuse")]
+
+
+def git_project(root: Path) -> Path:
+    make_project(root, SAMPLE)
+    run(["git", "init", "-q"], cwd=root)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], cwd=root)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "base"], cwd=root)
+    return root
+
+
+@pytest.fixture
+def ko(tmp_path):
+    src = git_project(tmp_path / "src")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    m = mount_source(src, mp, *KO)
+    try:
+        yield m
+    finally:
+        unmount(m)
+
+
+def test_tools_see_memory_edits_and_the_disk_stays(ko):
+    mp, src = ko.path, ko.source
+    before = tree_hashes(src)
+    ctl = os.readlink(mp / ".vfs")
+    assert ctl in fuse_mounts() and (mp / ".vfs").is_dir()
+    assert ".vfs" not in os.listdir(mp)
+    sh(mp, "sed -i 's/a + b/b + a/' calc/ops.py")
+    sh(mp, "echo delta >> data/notes.txt")
+    (mp / "new.txt").write_text("fresh\n")
+    assert sh(mp, "cat calc/ops.py").stdout.count("b + a") == 1
+    assert (mp / "data/notes.txt").read_text() == SAMPLE["data/notes.txt"] + "delta\n"
+    assert sh(mp, "rg -l 'b \\+ a'").stdout.split() == ["calc/ops.py"]
+    assert sorted(sh(mp, "git status --short").stdout.split()) == sorted(
+        ["M", "calc/ops.py", "M", "data/notes.txt", "??", "new.txt"])
+    assert "+delta" in sh(mp, "git diff").stdout
+    assert sh(mp, "cat .vfs/changed").stdout.split() == ["M", "calc/ops.py", "M", "data/notes.txt", "A", "new.txt"]
+    assert "+delta" in sh(mp, "cat .vfs/diff").stdout
+    assert sh(mp, "python3 -m pytest -q -p no:cacheprovider tests").returncode == 0
+    assert tree_hashes(src) == before
+
+
+def test_each_process_write_is_a_version_with_its_agent(ko):
+    mp = ko.path
+    for i in (1, 2, 3):
+        sh(mp, f"printf 'v{i}\\n' > data/notes.txt", agent=f"agent{i}")
+    assert sh(mp, "ls .vfs/versions/data/notes.txt").stdout.split() == ["1", "2", "3", "4"]
+    assert sh(mp, "cat .vfs/versions/data/notes.txt/3").stdout == "v2\n"
+    log = [line.split() for line in sh(mp, "cat .vfs/log").stdout.splitlines()]
+    writes = [(e[2], e[4]) for e in log if e[3] == "write"]
+    assert writes == [("agent=agent1", "data/notes.txt"), ("agent=agent2", "data/notes.txt"),
+                      ("agent=agent3", "data/notes.txt")]
+    sh(mp, "echo data/notes.txt > .vfs/rollback")
+    assert (mp / "data/notes.txt").read_text() == "v2\n"
+
+
+def test_bad_control_command_fails_the_writer_with_a_reason(ko):
+    mp = ko.path
+    res = sh(mp, "echo 'no/such/file 3' > .vfs/rollback", check=False)
+    assert res.returncode != 0
+    assert "last: error:" in sh(mp, "cat .vfs/rollback").stdout
+    res = sh(mp, "echo x > .vfs/nothing-here", check=False)
+    assert res.returncode != 0
+    assert sh(mp, "rm .vfs", check=False).returncode != 0 and os.path.islink(mp / ".vfs")
+
+
+def test_open_unlinked_file_and_append_and_truncate(ko):
+    mp = ko.path
+    code = (
+        "import os\n"
+        "fd = os.open('data/notes.txt', os.O_RDWR)\n"
+        "os.unlink('data/notes.txt')\n"
+        "os.lseek(fd, 0, 2); os.write(fd, b'more\\n'); os.lseek(fd, 0, 0)\n"
+        "print(os.read(fd, 100).decode(), end='')\n"
+        "a = os.open('log.txt', os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)\n"
+        "[os.write(a, b'%d\\n' % i) for i in range(3)]\n"
+        "os.close(a)\n"
+        "os.truncate('calc/ops.py', 3)\n"
+    )
+    out = run(["python3", "-c", code], cwd=mp).stdout
+    assert out == SAMPLE["data/notes.txt"] + "more\n"
+    assert not (mp / "data/notes.txt").exists()
+    assert (mp / "log.txt").read_text() == "0\n1\n2\n"
+    assert (mp / "calc/ops.py").read_text() == SAMPLE["calc/ops.py"][:3]
+    assert sorted(sh(mp, "cat .vfs/changed").stdout.split()) == sorted(
+        ["D", "data/notes.txt", "A", "log.txt", "M", "calc/ops.py"])
+
+
+def test_dirty_file_edited_outside_is_a_conflict(ko):
+    mp, src = ko.path, ko.source
+    (mp / "data/notes.txt").write_text("mine\n")
+    (src / "data/notes.txt").write_text("theirs\n")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (mp / ".vfs/conflicts").read_text() != "data/notes.txt\n":
+        time.sleep(0.05)
+    assert (mp / ".vfs/conflicts").read_text() == "data/notes.txt\n"
+    assert (mp / "data/notes.txt").read_text() == "mine\n"
+
+
+def test_writes_survive_a_remount_and_nothing_is_left_mounted(tmp_path):
+    src = git_project(tmp_path / "src")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    m = mount_source(src, mp, *KO)
+    try:
+        ctl = os.readlink(mp / ".vfs")
+        sh(mp, "echo again >> README.md")
+    finally:
+        unmount(m)
+    assert str(mp) not in fuse_mounts() and ctl not in fuse_mounts() and not os.path.exists(ctl)
+    m = mount_source(src, mp, *KO)
+    try:
+        assert (mp / "README.md").read_text() == SAMPLE["README.md"] + "again\n"
+        assert sh(mp, "cat .vfs/changed").stdout.split() == ["M", "README.md"]
+    finally:
+        unmount(m)
+    assert (src / "README.md").read_text() == SAMPLE["README.md"]
+
+
+def test_control_mount_goes_with_a_killed_daemon(tmp_path):
+    src = git_project(tmp_path / "src")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    m = mount_source(src, mp, *KO)
+    try:
+        ctl = os.readlink(mp / ".vfs")
+        os.kill(m.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and ctl in fuse_mounts():
+            time.sleep(0.05)
+        assert ctl not in fuse_mounts()  # auto_unmount: fusermount3 removed it
+    finally:
+        unmount(m)
+    assert str(mp) not in fuse_mounts()
