@@ -1,12 +1,12 @@
 """`.vfs` on a FUSE connection of its own.
 
-The main mount answers OPEN with ENOSYS (vfs.settler): the kernel then opens
-none of its files itself, which is what makes a warm `rg` cost no round trip
-per file.  That switch holds for a whole connection, and control files need
+With `kernel_opens` the main mount answers OPEN with ENOSYS (vfs.settler): the
+kernel then opens its files itself, which is what makes a warm `rg` cost no
+round trip per file.  That switch holds for a whole connection, and control files need
 their opens: a view is rendered once per open (a consistent snapshot for
 `cat`), a command's bytes are buffered per open and its errors returned by
-`write()`/`close()`, `.vfs/events` streams per open.  So with the patched
-pyfuse3 (level 2) the control tree is served by a second session of the same
+`write()`/`close()`, `.vfs/events` streams per open.  So then the control
+tree is served by a second session of the same
 process (`pyfuse3.init_control`), mounted on a private directory, and the
 main mount's `.vfs` is a symlink to it: `cat .vfs/diff`, `echo ... >
 .vfs/rollback` and `cd .vfs` work as before.

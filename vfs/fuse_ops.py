@@ -33,6 +33,13 @@ make durable: only handles that wrote have a close point).  A warm `rg` then
 costs one OPEN and one (asynchronous) RELEASE per file.  With a stock pyfuse3
 the same requests are answered as before: handles for directories, FLUSH on
 every close.
+
+With `kernel_opens` (patch level 2; `control_link` set) not even that: `open`
+answers ENOSYS, and the kernel then opens every file of the mount itself (no
+OPEN, FLUSH or RELEASE); reads, writes and fsyncs arrive by inode
+(`read_inode`, `write_inode`, `fsync_inode`), O_TRUNC as a SETATTR
+(`no_atomic_o_trunc`), and writes are journaled when they settle (vfs.settler).
+`.vfs` is then a symlink (`LINK_INO`) to the control mount (vfs.control_mount).
 """
 from __future__ import annotations
 

@@ -500,7 +500,6 @@ class Session(ExternalChanges):
             if flags & os.O_APPEND:
                 end = node.size()
                 if end != offset:
-                    log.warning("O_APPEND relocated ino %s from %s to %s", node.ino, offset, end)
                     offset = end
                     if self.invalidator is not None:
                         self.invalidator.inode(node.ino)

@@ -1,7 +1,7 @@
 """Recording writes whose close the daemon never sees.
 
-With the pyfuse3 that `scripts/setup` builds (patch level 2) the main mount
-answers OPEN with ENOSYS, and the kernel then opens none of its files itself:
+With `kernel_opens` (and the pyfuse3 that `scripts/setup` builds, patch level 2)
+the main mount answers OPEN with ENOSYS, and the kernel then opens its files itself:
 no OPEN, FLUSH or RELEASE per file, so a `close()` is invisible to the daemon.
 Writes and truncations through such opens are applied to the buffer at once
 (every reader sees them) and mark their node *unsettled* (`Session.settle`).

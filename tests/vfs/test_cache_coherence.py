@@ -114,9 +114,9 @@ def test_control_listings_are_never_stale(inproc):
 @pytest.mark.skipif(not os.environ.get("CI"), reason="checks how scripts/setup built this venv (CI only)")
 def test_ci_runs_the_patched_pyfuse3():
     """scripts/setup falls back to the stock pyfuse3 with a warning; CI must not hide that fallback."""
-    from vfs.fuse_ops import PATCHED
+    from vfs.fuse_ops import HANDLELESS, PATCHED
 
-    assert PATCHED, "scripts/setup installed the stock pyfuse3 (see its warning)"
+    assert PATCHED and HANDLELESS, "scripts/setup installed the stock pyfuse3 (see its warning)"
 
 
 def _until(cond, what: str, timeout: float = 10.0) -> None:
