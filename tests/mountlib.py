@@ -106,6 +106,8 @@ def _daemon_pid(mountpoint: Path) -> int:
 
 def mount_source(source: Path, mountpoint: Path | None, *extra: str) -> Mount:
     require_fuse()
+    if os.environ.get("VFS_TEST_KERNEL_OPENS") == "1":  # run the suite against the kernel_opens mode
+        extra = ("--set", "kernel_opens=true", *extra)
     args = [*VFS, "mount", str(source)] + ([str(mountpoint)] if mountpoint else []) + list(extra)
     run(args)
     mp = mountpoint or source

@@ -67,12 +67,12 @@ class ControlOperations(pyfuse3.Operations):
 
     @translate
     async def lookup(self, parent_inode, name, ctx):
-        self.settle()
+        self.settle(ctx.pid)
         return self._out(self.control.lookup(self._in(parent_inode), os.fsdecode(name)))
 
     @translate
     async def getattr(self, inode, ctx=None):
-        self.settle()
+        self.settle(ctx.pid if ctx is not None else None)
         return self._out(self.control.getattr(self._in(inode)))
 
     @translate
@@ -95,7 +95,7 @@ class ControlOperations(pyfuse3.Operations):
 
     @translate
     async def open(self, inode, flags, ctx):
-        self.settle()
+        self.settle(ctx.pid)
         return await self.control.open(self._in(inode), flags, ctx)
 
     @translate
@@ -104,12 +104,12 @@ class ControlOperations(pyfuse3.Operations):
 
     @translate
     async def write(self, fh, off, buf):
-        self.settle()
+        self.settle(self.control.opener(fh))
         return await self.control.write(fh, off, buf)
 
     @translate
     async def flush(self, fh):
-        self.settle()
+        self.settle(self.control.opener(fh))
         return await self.control.flush(fh)
 
     @translate
@@ -118,7 +118,7 @@ class ControlOperations(pyfuse3.Operations):
 
     @translate
     async def release(self, fh):
-        self.settle()
+        self.settle(self.control.opener(fh))
         return await self.control.release(fh)
 
     @translate

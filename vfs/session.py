@@ -36,6 +36,7 @@ from .caller import API_CALLER
 from .errors import FsError
 from .external import ExternalChanges
 from .node import Node
+from .settler import PendingWrites
 from .states import BaseStates, State, blob_id, node_state
 from .tree import ROOT, Caller, Tree, join
 
@@ -97,7 +98,7 @@ class Handle:
     wrote: bool = False  # a write(2) came through this handle
 
 
-class Session(ExternalChanges):
+class Session(ExternalChanges, PendingWrites):
     """See module docstring; changes that do not come through the kernel (applied
     states, syncs, outside edits) are in `vfs.external`."""
 
@@ -115,12 +116,7 @@ class Session(ExternalChanges):
         self.overlay: dict[str, State] = {}
         self.handles: dict[int, Handle] = {}
         self._next_fh = 1
-        # Nodes written without a close point, not yet recorded: ino -> (node, writer, agent,
-        # base states of its paths when the writes began).  See vfs.settler.
-        self._unsettled: dict[int, tuple[Node, Caller, str, dict[str, State]]] = {}
-        self._pinned_bases: dict[str, State] | None = None  # while settling: the bases writes saw
-        self.settler: Any = None  # set by the daemon for a handle-less mount: .wake()
-        self.settle_at_once = False  # write-through: no waiting for writes to go quiet
+        PendingWrites.__init__(self)
         self._seq = journal.head() if journal is not None else 0
         self._listeners: list[Callable[[Change], None]] = []
         self.invalidator: Any = None  # set by the FUSE adapter: .inode(ino), .entry(parent_ino, name), .wait()
@@ -226,7 +222,7 @@ class Session(ExternalChanges):
         if self._quiet:
             return None
         if self._unsettled:
-            self.settle()  # earlier writes first: the journal keeps the order readers saw
+            self.settle(caller.pid)  # earlier writes first: the journal keeps the order readers saw
         if self._compound is not None:
             self._compound.extend(paths)
             return None
@@ -382,7 +378,7 @@ class Session(ExternalChanges):
                     self._note_attrs(path, node)
             if fields.get("size") is not None and not node.disk:
                 if fh is None and self.settler is not None:
-                    self._written()  # maybe open(O_TRUNC): its write follows
+                    self._written(node)  # maybe open(O_TRUNC): its write follows
                 else:  # truncate(2)/ftruncate(2) are acknowledged when they return: record now.
                     self.tree.commit(node, caller)
             return node
@@ -438,7 +434,7 @@ class Session(ExternalChanges):
                 return self.tree.write(node, offset, buf, h.caller)
             self._begin_write(node, h.caller)  # FLUSH never comes on a handle-less mount: RELEASE may be late
             n = self.tree.write(node, offset, buf, h.caller)
-            self._written()
+            self._written(node, offset + n)
             return n
 
     def flush(self, fh: int) -> None:
@@ -474,105 +470,11 @@ class Session(ExternalChanges):
             h.node.opens -= 1
             self.tree._maybe_free(h.node)
 
-    # ------------------------------------------------------------------ handle-less I/O
-    def read_inode(self, ino: int, offset: int, size: int) -> bytes:
-        """read(2) through an open the kernel made without asking us (see vfs.settler)."""
-        with self.lock:
-            node = self.tree.node(ino)
-            if node.disk:
-                return self.tree.disk_pread(node, offset, size)
-            return self.tree.read(node, offset, size)
-
-    def write_inode(self, ino: int, offset: int, buf: bytes, caller: Caller, flags: int = 0) -> int:
-        """write(2) without a handle: applied now, recorded when the writes settle.
-
-        O_APPEND writes land at the end of the buffer; where the kernel's idea of the
-        size was behind (a change it had not yet been told of), its cache of the file is
-        dropped, since it copied the bytes to the offset it chose.
-        """
-        with self.lock:
-            node = self.tree.node(ino)
-            if node.disk:
-                return self.tree.disk_pwrite(node, offset, buf)
-            if node.is_dir:
-                raise FsError(errno.EISDIR, "is a directory")
-            self._begin_write(node, caller)
-            if flags & os.O_APPEND:
-                end = node.size()
-                if end != offset:
-                    offset = end
-                    if self.invalidator is not None:
-                        self.invalidator.inode(node.ino)
-            n = self.tree.write(node, offset, buf, caller)
-            self._written()
-            return n
-
-    def fsync_inode(self, ino: int, caller: Caller) -> None:
-        with self.lock:
-            node = self.tree.node(ino)
-            if node.disk:
-                self.tree.disk_fsync(node)
-            else:
-                self.settle()
-
-    def _begin_write(self, node: Node, caller: Caller, truncating: bool = False) -> None:
-        """Before `caller` changes `node`'s bytes with no close point to come (vfs.settler).
-
-        What another process wrote to it is a version of its own, and so is what was written
-        before a truncation (open(O_TRUNC) starts a new one).  The first write of a version
-        takes the writer's name now, while it runs (it may be gone when the writes settle), and
-        the paths' base states and contents (an outside edit meanwhile is then a conflict with
-        a known ancestor, not our new base).
-        """
-        earlier = self._unsettled.get(node.ino)
-        if earlier is not None and (truncating or earlier[1].pid != caller.pid):
-            del self._unsettled[node.ino]
-            self._settle_one(*earlier)
-            earlier = None
-        if earlier is None:
-            bases = {}
-            for path in self.tree.paths_of(node):
-                bases[path] = self.base_states.state(path)
-                self._store(path, self.overlay.get(path, bases[path]), None)
-            self._unsettled[node.ino] = (node, caller, self.agent_name(caller), bases)
-
-    def _written(self) -> None:
-        """After a write that `_begin_write` announced: record it now or when writes go quiet."""
-        if self.settler is None or self.settle_at_once:
-            self.settle()
-        else:
-            self.settler.wake()
-
-    def _settle_one(self, node: Node, caller: Caller, agent: str, bases: dict[str, State]) -> bool:
-        self._pinned_bases = bases
-        try:
-            with self._as(agent):
-                return self.tree.commit(node, caller)
-        finally:
-            self._pinned_bases = None
-
-    def settle(self) -> int:
-        """Record every node written without a close point since the last settle, one write
-        each.  Returns how many were recorded."""
-        with self.lock:
-            if not self._unsettled:
-                return 0
-            # They happened before whatever compound or restore is running: entries of their own.
-            outer, quiet, self._compound, self._quiet = self._compound, self._quiet, None, 0
-            try:
-                done = 0
-                while self._unsettled:
-                    _, earlier = self._unsettled.popitem()
-                    done += self._settle_one(*earlier)
-                return done
-            finally:
-                self._compound, self._quiet = outer, quiet
-
     def commit_open_writes(self) -> int:
         """The mount is going away while files are open for writing: record what their handles
         wrote (the close that would have will never come).  Returns how many files."""
         with self.lock:
-            done = self.settle()
+            done = self.settle(force=True)
             for h in list(self.handles.values()):
                 if h.fd is None and h.wrote and self.tree.commit(h.node, h.caller):
                     done += 1

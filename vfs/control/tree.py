@@ -173,6 +173,11 @@ class ControlTree:
     def owns_fh(self, fh: int) -> bool:
         return fh >= CONTROL_FH
 
+    def opener(self, fh: int) -> int | None:
+        """The pid (thread) that opened `fh`, if it is open."""
+        h = self._handles.get(fh)
+        return h.pid if h is not None else None
+
     @property
     def root_ino(self) -> int:
         return self._ino[self.root.key]
