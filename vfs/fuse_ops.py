@@ -52,6 +52,7 @@ import time
 from typing import Any
 
 import pyfuse3
+import trio
 
 from .errors import FsError
 from .node import Node
@@ -88,6 +89,13 @@ def translate(fn):
             raise pyfuse3.FUSEError(errno.EIO) from None
 
     return wrapper
+
+
+def _drop_pages(ino: int) -> None:
+    try:
+        pyfuse3.invalidate_inode(ino, False)
+    except OSError:
+        pass  # the kernel does not hold it
 
 
 def _caller(ctx: pyfuse3.RequestContext) -> Caller:
@@ -315,7 +323,14 @@ class VfsOperations(pyfuse3.Operations):
         if getattr(fields, "update_ctime", False):
             kw["ctime_ns"] = attr.st_ctime_ns
         with self.session.lock:
-            return self._attrs(self.session.setattr(inode, _caller(ctx), fh, **kw))
+            node = self.session.setattr(inode, _caller(ctx), fh, **kw)
+            attrs = self._attrs(node)
+            stale = self.handleless and node.is_reg and not node.disk and not self.session.tree.keep_cache(node)
+        if stale:
+            # The next read must reach us to move atime (Tree.keep_cache), and no open will drop
+            # the kernel's pages: drop them now, from a thread (the loop keeps serving READs).
+            await trio.to_thread.run_sync(_drop_pages, inode)
+        return attrs
 
     # ---------------------------------------------------------------- files
     @translate

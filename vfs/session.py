@@ -223,6 +223,8 @@ class Session(ExternalChanges, PendingWrites):
             return None
         if self._unsettled:
             self.settle(caller.pid)  # earlier writes first: the journal keeps the order readers saw
+            if self._unsettled:
+                self._note_moves()
         if self._compound is not None:
             self._compound.extend(paths)
             return None
@@ -330,10 +332,12 @@ class Session(ExternalChanges, PendingWrites):
 
     def link(self, ino: int, parent: int, name: str, caller: Caller) -> Node:
         with self.lock:
+            self._settle_for(caller)
             return self.tree.link(self.tree.node(ino), self.tree.node(parent), name, caller)
 
     def unlink(self, parent: int, name: str, caller: Caller) -> None:
         with self.lock:
+            self._settle_for(caller)
             self.tree.unlink(self.tree.node(parent), name, caller)
 
     def rmdir(self, parent: int, name: str, caller: Caller) -> None:
@@ -342,6 +346,7 @@ class Session(ExternalChanges, PendingWrites):
 
     def rename(self, old_parent: int, old: str, new_parent: int, new: str, flags: int, caller: Caller) -> None:
         with self.lock:
+            self._settle_for(caller)
             t = self.tree
             t.rename(t.node(old_parent), old, t.node(new_parent), new, flags, caller)
 
@@ -378,6 +383,7 @@ class Session(ExternalChanges, PendingWrites):
                     self._note_attrs(path, node)
             if fields.get("size") is not None and not node.disk:
                 if fh is None and self.settler is not None:
+                    self._log_truncate(node, fields["size"])
                     self._written(node)  # maybe open(O_TRUNC): its write follows
                 else:  # truncate(2)/ftruncate(2) are acknowledged when they return: record now.
                     self.tree.commit(node, caller)
@@ -434,6 +440,7 @@ class Session(ExternalChanges, PendingWrites):
                 return self.tree.write(node, offset, buf, h.caller)
             self._begin_write(node, h.caller)  # FLUSH never comes on a handle-less mount: RELEASE may be late
             n = self.tree.write(node, offset, buf, h.caller)
+            self._log_write(node, offset, buf[:n])
             self._written(node, offset + n)
             return n
 
@@ -466,6 +473,9 @@ class Session(ExternalChanges, PendingWrites):
             if h.fd is not None:
                 os.close(h.fd)
             else:
+                pending = self._unsettled.pop(h.node.ino, None)
+                if pending is not None:
+                    self._settle_one(pending)
                 self.tree.commit(h.node, h.caller)
             h.node.opens -= 1
             self.tree._maybe_free(h.node)

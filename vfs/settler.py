@@ -19,7 +19,11 @@ rollback could bring it back).  So a write whose last request ended on a page
 boundary is left pending by a settle that another thread asked for, until
 `EDGE_WAIT` passed (the kernel holds the inode's lock for the whole write(2),
 so no other write or truncation of the file can come in between; the thread
-that wrote it asks only once its write(2) returned).
+that wrote it asks only once its write(2) returned).  Likewise a truncation
+waits `TRUNCATE_WAIT` for its writer's next write: `cmd > f` is one version,
+never an empty one first (as with a close point).  A held write is released
+early once its writer (thread) asks itself, wrote something later, or is gone;
+so each writer's versions are journaled in the order it made them.
 
 Invariant: a node is unsettled only between a write that reached its buffer
 and the settle that records it; `settle()` may run from any thread.
@@ -39,13 +43,14 @@ from .errors import FsError
 from .node import Node
 from .states import State
 
-__all__ = ["Settler", "PendingWrites", "QUIET", "LONGEST", "EDGE_WAIT"]
+__all__ = ["Settler", "PendingWrites", "QUIET", "LONGEST", "EDGE_WAIT", "TRUNCATE_WAIT"]
 
 log = logging.getLogger(__name__)
 
 QUIET = 0.005
 LONGEST = 1.0
-EDGE_WAIT = 0.05
+EDGE_WAIT = 0.05  # after a request that ended on a page boundary: the rest may follow
+TRUNCATE_WAIT = 1.0  # after a truncation: open(O_TRUNC)'s write usually follows
 PAGE = 4096
 
 
@@ -105,7 +110,9 @@ class _Pending:
     caller: Caller  # the writer (thread) whose bytes these are
     agent: str  # its name, taken while it ran
     bases: dict[str, State]  # base states of the node's paths when its writes began
-    edge_at: float | None = None  # monotonic time of a last request that ended on a page boundary
+    paths: list[str]  # its names, as the pending log last noted them
+    hold_until: float | None = None  # monotonic time until which only its writer settles it
+    truncated_to: int | None = None  # a truncation the pending log notes with the next write
 
 
 class PendingWrites:
@@ -119,6 +126,7 @@ class PendingWrites:
         self._pinned_bases: dict[str, State] | None = None  # while settling: the bases writes saw
         self.settler: Any = None  # set by the daemon for a kernel_opens mount: .wake()
         self.settle_at_once = False  # write-through: no waiting for writes to go quiet
+        self.pending_log: Any = None  # vfs.pending_log.PendingLog (set with a journal)
 
     def read_inode(self, ino: int, offset: int, size: int) -> bytes:
         """read(2) through an open the kernel made without asking us."""
@@ -149,6 +157,7 @@ class PendingWrites:
                     if self.invalidator is not None:
                         self.invalidator.inode(node.ino)
             n = self.tree.write(node, offset, buf, caller)
+            self._log_write(node, offset, buf[:n])
             self._written(node, offset + n)
             return n
 
@@ -176,29 +185,67 @@ class PendingWrites:
             earlier = None
         if earlier is None:
             bases = {}
-            for path in self.tree.paths_of(node):
+            paths = self.tree.paths_of(node)
+            for path in paths:
                 bases[path] = self.base_states.state(path)
                 self._store(path, self.overlay.get(path, bases[path]), None)
-            self._unsettled[node.ino] = _Pending(node, caller, self.agent_name(caller), bases)
+            pending = _Pending(node, caller, self.agent_name(caller), bases, paths)
+            self._unsettled[node.ino] = pending
+            if self.pending_log is not None:
+                self.pending_log.begin(node.ino, paths, pending.agent)
+
+    def _log_write(self, node: Node, offset: int, data: bytes) -> None:
+        pending = self._unsettled.get(node.ino)
+        if self.pending_log is not None and pending is not None:
+            self.pending_log.write(node.ino, offset, data, pending.truncated_to)
+            pending.truncated_to = None
+
+    def _log_truncate(self, node: Node, size: int) -> None:
+        """A truncation is noted with the write that follows it (`cmd > f` killed between the
+        two keeps the last content, as the close-based journal did); alone, it is journaled
+        when it settles."""
+        pending = self._unsettled.get(node.ino)
+        if pending is not None:
+            if pending.truncated_to is not None and self.pending_log is not None:
+                self.pending_log.truncate(node.ino, pending.truncated_to)
+            pending.truncated_to = size
+
+    def _note_moves(self) -> None:
+        """After a change of names: the pending log follows each pending node's paths."""
+        for pending in self._unsettled.values():
+            paths = self.tree.paths_of(pending.node)
+            if paths != pending.paths:
+                pending.paths = paths
+                if self.pending_log is not None:
+                    self.pending_log.moved(pending.node.ino, paths)
 
     def _written(self, node: Node, end: int | None = None) -> None:
         """After a change that `_begin_write` announced (`end`: where a write ended):
         record it now, or when writes went quiet."""
         pending = self._unsettled.get(node.ino)
         if pending is not None:
-            pending.edge_at = time.monotonic() if end is not None and end % PAGE == 0 else None
+            wait = TRUNCATE_WAIT if end is None else EDGE_WAIT if end % PAGE == 0 else None
+            pending.hold_until = None if wait is None else time.monotonic() + wait
         if self.settler is None or self.settle_at_once:
             self.settle(force=True)
         else:
             self.settler.wake()
 
+    def _settle_for(self, caller: Caller) -> None:
+        """Before a change of names: pending writes are journaled under the names they had."""
+        if self._unsettled:
+            self.settle(caller.pid)
+
     def _settle_one(self, pending: _Pending) -> bool:
         self._pinned_bases = pending.bases
         try:
             with self._as(pending.agent):
-                return self.tree.commit(pending.node, pending.caller)
+                recorded = self.tree.commit(pending.node, pending.caller)
         finally:
             self._pinned_bases = None
+        if self.pending_log is not None:
+            self.pending_log.done(pending.node.ino)
+        return recorded
 
     def settle(self, requester: int | None = None, *, force: bool = False) -> int:
         """Record the nodes written without a close point, one write each, before anything
@@ -209,8 +256,14 @@ class PendingWrites:
             if not self._unsettled:
                 return 0
             now = time.monotonic()
-            ready = [ino for ino, p in self._unsettled.items()
-                     if force or p.edge_at is None or p.caller.pid == requester or now - p.edge_at >= EDGE_WAIT]
+            ready, moved_on = [], set()  # moved_on: writers with a later pending write
+            for ino, p in reversed(self._unsettled.items()):
+                pid = p.caller.pid
+                if force or p.hold_until is None or now >= p.hold_until or pid == requester \
+                        or pid in moved_on or not os.path.exists(f"/proc/{pid}"):
+                    ready.append(ino)
+                moved_on.add(pid)
+            ready.reverse()  # in the order the writes began
             # They happened before whatever compound or restore is running: entries of their own.
             outer, quiet, self._compound, self._quiet = self._compound, self._quiet, None, 0
             try:

@@ -52,6 +52,7 @@ from .errors import FsError
 from .journal import Journal
 from .mounts import UNMOUNT_NOTE, state_dir_for
 from .outside import OutsideWatcher
+from .pending_log import PendingLog, replay
 from .passthrough import PassthroughRules
 from .semantic import Semantics
 from .session import Session, check_rel_path
@@ -247,6 +248,18 @@ class Workspace:
                     if st is None or st.mtime_ns > at_ns:
                         continue  # the disk copy changed since: its times win
                 node.atime_ns, node.mtime_ns, node.uid, node.gid = atime_ns, mtime_ns, uid, gid
+        pending = self.state_dir / "pending"
+        replayed = replay(pending, self._file_content,
+                          lambda path, data, agent: session.write_file(path, data, agent=agent))
+        if replayed:
+            log.info("replayed the unjournaled writes of %d file(s) a killed daemon left", replayed)
+        session.pending_log = PendingLog(pending)
+
+    def _file_content(self, path: str) -> bytes | None:
+        node = self.session.tree.try_resolve(path)
+        if node is None or node.disk or not node.is_reg:
+            return None
+        return self.session.read_file(path)
 
     def _recover_states(self, saved: dict[str, dict], unclean: bool) -> None:
         states = {p: (None if rec.get("kind") == "deleted" else rec) for p, rec in saved.items()}
@@ -294,6 +307,8 @@ class Workspace:
             self.semantics.close()
         if self.keeper is not None:
             self.keeper.close()
+        if self.session.pending_log is not None:
+            self.session.pending_log.close()
         if self.journal is not None:
             if clean:
                 self.journal.set_meta("running", "0")

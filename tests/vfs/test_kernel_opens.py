@@ -167,3 +167,29 @@ def test_control_mount_goes_with_a_killed_daemon(tmp_path):
     finally:
         unmount(m)
     assert str(mp) not in fuse_mounts()
+
+
+def test_kill9_right_after_a_write_loses_nothing(tmp_path):
+    """Writes are journaled when they settle; until then the pending log holds them, so a
+    daemon killed right after `write(2)` returned still has them at the next mount."""
+    src = git_project(tmp_path / "src")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    m = mount_source(src, mp, *KO)
+    try:
+        code = ("import os, signal, sys\n"
+                "open('data/notes.txt', 'w').write('rewritten\\n')\n"
+                "with open('README.md', 'a') as f: f.write('tail\\n')\n"
+                "os.kill(int(sys.argv[1]), signal.SIGKILL)\n")
+        run(["python3", "-c", code, str(m.pid)], cwd=mp)
+    finally:
+        unmount(m)
+    m = mount_source(src, mp, *KO)
+    try:
+        assert (mp / "data/notes.txt").read_text() == "rewritten\n"
+        assert (mp / "README.md").read_text() == SAMPLE["README.md"] + "tail\n"
+        log = sh(mp, "cat .vfs/log").stdout
+        assert "write data/notes.txt" in log and "write README.md" in log
+    finally:
+        unmount(m)
+    assert (src / "data/notes.txt").read_text() == SAMPLE["data/notes.txt"]
