@@ -92,6 +92,7 @@ def serve(opts: MountOptions, ready=None, on_workspace=None) -> int:
     ws.session.invalidator = invalidator
     settler = Settler(ws.session.settle).start() if ctl_dir is not None else None
     ws.session.settler = settler
+    ws.session.mount_path = os.path.abspath(opts.mountpoint)
     mountpoint = os.path.abspath(opts.mountpoint)
     register(MountRecord(os.getpid(), ws.source, mountpoint, str(ws.state_dir), time.time(),
                          opts.workspace.rev))

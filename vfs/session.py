@@ -384,7 +384,7 @@ class Session(ExternalChanges, PendingWrites):
             if fields.get("size") is not None and not node.disk:
                 if fh is None and self.settler is not None:
                     self._log_truncate(node, fields["size"])
-                    self._written(node)  # maybe open(O_TRUNC): its write follows
+                    self._written(node, emptied=fields["size"] == 0)  # maybe open(O_TRUNC): a write follows
                 else:  # truncate(2)/ftruncate(2) are acknowledged when they return: record now.
                     self.tree.commit(node, caller)
             return node
@@ -441,7 +441,7 @@ class Session(ExternalChanges, PendingWrites):
             self._begin_write(node, h.caller)  # FLUSH never comes on a handle-less mount: RELEASE may be late
             n = self.tree.write(node, offset, buf, h.caller)
             self._log_write(node, offset, buf[:n])
-            self._written(node, offset + n)
+            self._written(node, (offset, offset + n))
             return n
 
     def flush(self, fh: int) -> None:
@@ -473,9 +473,7 @@ class Session(ExternalChanges, PendingWrites):
             if h.fd is not None:
                 os.close(h.fd)
             else:
-                pending = self._unsettled.pop(h.node.ino, None)
-                if pending is not None:
-                    self._settle_one(pending)
+                self.settle_through(h.node.ino)  # its close (RELEASE comes late: the writer may be on)
                 self.tree.commit(h.node, h.caller)
             h.node.opens -= 1
             self.tree._maybe_free(h.node)

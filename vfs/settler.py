@@ -25,6 +25,11 @@ never an empty one first (as with a close point).  A held write is released
 early once its writer (thread) asks itself, wrote something later, or is gone;
 so each writer's versions are journaled in the order it made them.
 
+While the writer (a live thread) still holds the file open for writing (seen in
+/proc), the writes wait for it, as they waited for the close with handles: a
+version per close, not per burst.  Only the writer itself, `fsync`, another
+writer of the same file, or the unmount records them earlier.
+
 Invariant: a node is unsettled only between a write that reached its buffer
 and the settle that records it; `settle()` may run from any thread.
 """
@@ -104,6 +109,33 @@ class Settler:
                 log.exception("recording settled writes failed")
 
 
+def _open_for_writing(pid: int, names: set[str]) -> bool:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") not in names:
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                for line in f:
+                    if line.startswith("flags:"):
+                        if int(line.split()[1], 8) & os.O_ACCMODE != os.O_RDONLY:
+                            return True
+                        break
+        except (OSError, ValueError, IndexError):
+            continue
+    return False
+
+
+def _maybe_split(start: int, end: int) -> bool:
+    """Could a write request covering [start, end) be the first part of a longer write(2)?
+    The kernel ends a part at the page where a write starts inside a page it does not hold
+    whole, and after `max_write` bytes (a multiple of 64 KiB)."""
+    return end % PAGE == 0 and (start % PAGE != 0 or (end - start) % (64 << 10) == 0)
+
+
 @dataclass
 class _Pending:
     node: Node
@@ -127,6 +159,7 @@ class PendingWrites:
         self.settler: Any = None  # set by the daemon for a kernel_opens mount: .wake()
         self.settle_at_once = False  # write-through: no waiting for writes to go quiet
         self.pending_log: Any = None  # vfs.pending_log.PendingLog (set with a journal)
+        self.mount_path: str | None = None  # where the kernel_opens mount is (set by the daemon)
 
     def read_inode(self, ino: int, offset: int, size: int) -> bytes:
         """read(2) through an open the kernel made without asking us."""
@@ -158,7 +191,7 @@ class PendingWrites:
                         self.invalidator.inode(node.ino)
             n = self.tree.write(node, offset, buf, caller)
             self._log_write(node, offset, buf[:n])
-            self._written(node, offset + n)
+            self._written(node, (offset, offset + n))
             return n
 
     def fsync_inode(self, ino: int, caller: Caller) -> None:
@@ -180,8 +213,7 @@ class PendingWrites:
         """
         earlier = self._unsettled.get(node.ino)
         if earlier is not None and (truncating or earlier.caller.pid != caller.pid):
-            del self._unsettled[node.ino]
-            self._settle_one(earlier)
+            self.settle_through(node.ino)
             earlier = None
         if earlier is None:
             bases = {}
@@ -219,22 +251,54 @@ class PendingWrites:
                 if self.pending_log is not None:
                     self.pending_log.moved(pending.node.ino, paths)
 
-    def _written(self, node: Node, end: int | None = None) -> None:
-        """After a change that `_begin_write` announced (`end`: where a write ended):
-        record it now, or when writes went quiet."""
+    def _written(self, node: Node, span: tuple[int, int] | None = None, *, emptied: bool = False) -> None:
+        """After a change that `_begin_write` announced (`span`: the bytes a write request
+        covered; `emptied`: a truncation to 0, as open(O_TRUNC) makes): record it now, or when
+        writes went quiet."""
         pending = self._unsettled.get(node.ino)
         if pending is not None:
-            wait = TRUNCATE_WAIT if end is None else EDGE_WAIT if end % PAGE == 0 else None
+            wait = TRUNCATE_WAIT if emptied else EDGE_WAIT if span and _maybe_split(*span) else None
             pending.hold_until = None if wait is None else time.monotonic() + wait
         if self.settler is None or self.settle_at_once:
             self.settle(force=True)
         else:
             self.settler.wake()
 
+    def _still_open(self, pending: _Pending) -> bool:
+        """Does the writer still hold the file open for writing?  Then its close has not come:
+        its writes wait for it (one version per close, as with handles).  Looked up in /proc by
+        name, never by stat (that would ask this very daemon)."""
+        if self.mount_path is None:
+            return False
+        names = {os.path.join(self.mount_path, p) for p in pending.paths}
+        return _open_for_writing(pending.caller.pid, names)
+
     def _settle_for(self, caller: Caller) -> None:
         """Before a change of names: pending writes are journaled under the names they had."""
         if self._unsettled:
             self.settle(caller.pid)
+
+    def settle_through(self, ino: int) -> None:
+        """A close (or another writer) ends `ino`'s pending version: journal it, after the
+        versions its writer began before it, and none of the writer's later ones."""
+        target = self._unsettled.get(ino)
+        if target is None:
+            return
+        mine = []
+        for key in [k for k, p in self._unsettled.items() if p.caller.pid == target.caller.pid]:
+            mine.append(self._unsettled.pop(key))
+            if key == ino:
+                break
+        with self.lock:
+            self._settle_all(mine)
+
+    def _settle_all(self, pendings: list[_Pending]) -> int:
+        # They happened before whatever compound or restore is running: entries of their own.
+        outer, quiet, self._compound, self._quiet = self._compound, self._quiet, None, 0
+        try:
+            return sum(self._settle_one(p) for p in pendings)
+        finally:
+            self._compound, self._quiet = outer, quiet
 
     def _settle_one(self, pending: _Pending) -> bool:
         self._pinned_bases = pending.bases
@@ -259,21 +323,13 @@ class PendingWrites:
             ready, moved_on = [], set()  # moved_on: writers with a later pending write
             for ino, p in reversed(self._unsettled.items()):
                 pid = p.caller.pid
-                if force or p.hold_until is None or now >= p.hold_until or pid == requester \
-                        or pid in moved_on or not os.path.exists(f"/proc/{pid}"):
+                if force or pid == requester or pid in moved_on or not os.path.exists(f"/proc/{pid}"):
+                    ready.append(ino)
+                elif (p.hold_until is None or now >= p.hold_until) and not self._still_open(p):
                     ready.append(ino)
                 moved_on.add(pid)
             ready.reverse()  # in the order the writes began
-            # They happened before whatever compound or restore is running: entries of their own.
-            outer, quiet, self._compound, self._quiet = self._compound, self._quiet, None, 0
-            try:
-                done = 0
-                for ino in ready:
-                    pending = self._unsettled.pop(ino, None)
-                    if pending is not None:
-                        done += self._settle_one(pending)
-            finally:
-                self._compound, self._quiet = outer, quiet
+            done = self._settle_all([self._unsettled.pop(ino) for ino in ready])
             if self._unsettled and self.settler is not None:
                 self.settler.wake()  # what was left waits for its write(2) to finish
             return done
