@@ -163,26 +163,19 @@ class DiskNodes:
 
     def disk_pread(self, node: Node, offset: int, size: int) -> bytes:
         """read(2) of a passthrough file without a handle (vfs.settler): open, read, close."""
-        rel, fd = self._disk_ref(node)
-        try:
-            with _opened(rel, os.O_RDONLY, fd) as f:
-                return os.pread(f, size, offset)
-        except OSError as exc:
-            raise FsError(exc.errno or errno.EIO, str(exc)) from None
+        return self._on_disk_file(node, os.O_RDONLY, lambda f: os.pread(f, size, offset))
 
     def disk_pwrite(self, node: Node, offset: int, buf: bytes) -> int:
-        rel, fd = self._disk_ref(node)
-        try:
-            with _opened(rel, os.O_WRONLY, fd) as f:
-                return os.pwrite(f, buf, offset)
-        except OSError as exc:
-            raise FsError(exc.errno or errno.EIO, str(exc)) from None
+        return self._on_disk_file(node, os.O_WRONLY, lambda f: os.pwrite(f, buf, offset))
 
     def disk_fsync(self, node: Node) -> None:
+        self._on_disk_file(node, os.O_RDONLY, os.fsync)
+
+    def _on_disk_file(self, node: Node, flags: int, fn: Callable[[int], object]):
         rel, fd = self._disk_ref(node)
         try:
-            with _opened(rel, os.O_RDONLY, fd) as f:
-                os.fsync(f)
+            with _opened(rel, flags, fd) as f:
+                return fn(f)
         except OSError as exc:
             raise FsError(exc.errno or errno.EIO, str(exc)) from None
 

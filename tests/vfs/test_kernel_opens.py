@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import pyfuse3
 
-from mountlib import SAMPLE, make_project, mount_source, run, tree_hashes, unmount
+from mountlib import SAMPLE, make_project, mount_source, mounted_at, run, tree_hashes, unmount
 
 pytestmark = pytest.mark.skipif(getattr(pyfuse3, "__vfs_patch__", 0) < 2,
                                 reason="needs the patched pyfuse3 (level 2) that scripts/setup builds")
@@ -136,19 +136,13 @@ def test_writes_survive_a_remount_and_nothing_is_left_mounted(tmp_path):
     src = git_project(tmp_path / "src")
     mp = tmp_path / "mnt"
     mp.mkdir()
-    m = mount_source(src, mp, *KO)
-    try:
+    with mounted_at(src, mp, *KO):
         ctl = os.readlink(mp / ".vfs")
         sh(mp, "echo again >> README.md")
-    finally:
-        unmount(m)
     assert str(mp) not in fuse_mounts() and ctl not in fuse_mounts() and not os.path.exists(ctl)
-    m = mount_source(src, mp, *KO)
-    try:
+    with mounted_at(src, mp, *KO):
         assert (mp / "README.md").read_text() == SAMPLE["README.md"] + "again\n"
         assert sh(mp, "cat .vfs/changed").stdout.split() == ["M", "README.md"]
-    finally:
-        unmount(m)
     assert (src / "README.md").read_text() == SAMPLE["README.md"]
 
 
@@ -175,23 +169,17 @@ def test_kill9_right_after_a_write_loses_nothing(tmp_path):
     src = git_project(tmp_path / "src")
     mp = tmp_path / "mnt"
     mp.mkdir()
-    m = mount_source(src, mp, *KO)
-    try:
+    with mounted_at(src, mp, *KO) as m:
         code = ("import os, signal, sys\n"
                 "open('data/notes.txt', 'w').write('rewritten\\n')\n"
                 "with open('README.md', 'a') as f: f.write('tail\\n')\n"
                 "os.kill(int(sys.argv[1]), signal.SIGKILL)\n")
         run(["python3", "-c", code, str(m.pid)], cwd=mp)
-    finally:
-        unmount(m)
-    m = mount_source(src, mp, *KO)
-    try:
+    with mounted_at(src, mp, *KO):
         assert (mp / "data/notes.txt").read_text() == "rewritten\n"
         assert (mp / "README.md").read_text() == SAMPLE["README.md"] + "tail\n"
         log = sh(mp, "cat .vfs/log").stdout
         assert "write data/notes.txt" in log and "write README.md" in log
-    finally:
-        unmount(m)
     assert (src / "data/notes.txt").read_text() == SAMPLE["data/notes.txt"]
 
 
