@@ -41,6 +41,11 @@ def control_dir() -> Path:
     base = Path(runtime) if runtime and os.path.isdir(runtime) else Path(tempfile.gettempdir())
     base = base / f"vfs-{os.getuid()}"
     base.mkdir(mode=0o700, exist_ok=True)
+    for stale in base.glob("ctl-*"):  # left by killed daemons; a live mount's cannot be removed
+        try:
+            stale.rmdir()
+        except OSError:
+            pass
     return Path(tempfile.mkdtemp(prefix="ctl-", dir=base))
 
 
