@@ -42,11 +42,15 @@ def git_project(root: Path) -> Path:
     return root
 
 
+def project_and_mountpoint(tmp_path: Path) -> tuple[Path, Path]:
+    """A committed sample project under `tmp_path` and an empty directory to mount it on."""
+    (tmp_path / "mnt").mkdir()
+    return git_project(tmp_path / "src"), tmp_path / "mnt"
+
+
 @pytest.fixture
 def ko(tmp_path):
-    src = git_project(tmp_path / "src")
-    mp = tmp_path / "mnt"
-    mp.mkdir()
+    src, mp = project_and_mountpoint(tmp_path)
     m = mount_source(src, mp, *KO)
     try:
         yield m
@@ -133,9 +137,7 @@ def test_dirty_file_edited_outside_is_a_conflict(ko):
 
 
 def test_writes_survive_a_remount_and_nothing_is_left_mounted(tmp_path):
-    src = git_project(tmp_path / "src")
-    mp = tmp_path / "mnt"
-    mp.mkdir()
+    src, mp = project_and_mountpoint(tmp_path)
     with mounted_at(src, mp, *KO):
         ctl = os.readlink(mp / ".vfs")
         sh(mp, "echo again >> README.md")
@@ -147,9 +149,7 @@ def test_writes_survive_a_remount_and_nothing_is_left_mounted(tmp_path):
 
 
 def test_control_mount_goes_with_a_killed_daemon(tmp_path):
-    src = git_project(tmp_path / "src")
-    mp = tmp_path / "mnt"
-    mp.mkdir()
+    src, mp = project_and_mountpoint(tmp_path)
     m = mount_source(src, mp, *KO)
     try:
         ctl = os.readlink(mp / ".vfs")
@@ -166,9 +166,7 @@ def test_control_mount_goes_with_a_killed_daemon(tmp_path):
 def test_kill9_right_after_a_write_loses_nothing(tmp_path):
     """Writes are journaled when they settle; until then the pending log holds them, so a
     daemon killed right after `write(2)` returned still has them at the next mount."""
-    src = git_project(tmp_path / "src")
-    mp = tmp_path / "mnt"
-    mp.mkdir()
+    src, mp = project_and_mountpoint(tmp_path)
     with mounted_at(src, mp, *KO) as m:
         code = ("import os, signal, sys\n"
                 "open('data/notes.txt', 'w').write('rewritten\\n')\n"
