@@ -253,7 +253,8 @@ class Workspace:
                           lambda path, data, agent: session.write_file(path, data, agent=agent))
         if replayed:
             log.info("replayed the unjournaled writes of %d file(s) a killed daemon left", replayed)
-        session.pending_log = PendingLog(pending)
+        if self.options.kernel_opens:  # only then are writes pending (vfs.settler)
+            session.pending_log = PendingLog(pending)
 
     def _file_content(self, path: str) -> bytes | None:
         node = self.session.tree.try_resolve(path)
