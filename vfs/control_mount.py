@@ -123,7 +123,7 @@ class ControlOperations(pyfuse3.Operations):
 
     @translate
     async def release(self, fh):
-        self.settle(self.control.opener(fh))
+        self.settle()  # RELEASE comes late, when its opener may be writing elsewhere: not its settle
         return await self.control.release(fh)
 
     @translate

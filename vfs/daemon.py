@@ -28,6 +28,7 @@ from .control_mount import ControlOperations, control_dir
 from .fuse_ops import HANDLELESS, VfsOperations
 from .invalidator import Invalidator
 from .mounts import MountRecord, register, unregister
+from .close_watch import CloseWatch
 from .settler import Settler
 from .workspace import Workspace, WorkspaceOptions
 
@@ -92,8 +93,10 @@ def serve(opts: MountOptions, ready=None, on_workspace=None) -> int:
     ws.session.invalidator = invalidator
     settler = Settler(ws.session.settle).start() if ctl_dir is not None else None
     ws.session.settler = settler
-    ws.session.mount_path = os.path.abspath(opts.mountpoint)
     mountpoint = os.path.abspath(opts.mountpoint)
+    ws.session.mount_path = mountpoint
+    close_watch = CloseWatch(mountpoint, ws.session.closed, ws.session.lock).start() if ctl_dir is not None else None
+    ws.session.close_watch = close_watch
     register(MountRecord(os.getpid(), ws.source, mountpoint, str(ws.state_dir), time.time(),
                          opts.workspace.rev))
     clean = False
@@ -106,6 +109,9 @@ def serve(opts: MountOptions, ready=None, on_workspace=None) -> int:
         ws.session.settler = None
         if settler is not None:
             settler.stop()
+        ws.session.close_watch = None
+        if close_watch is not None:
+            close_watch.stop()
         try:
             ws.before_unmount()
         finally:

@@ -221,7 +221,7 @@ class Session(ExternalChanges, PendingWrites):
         """
         if self._quiet:
             return None
-        if self._unsettled:
+        if self._unsettled and not self._settling:
             self.settle(caller.pid)  # earlier writes first: the journal keeps the order readers saw
             if self._unsettled:
                 self._note_moves()
@@ -373,6 +373,7 @@ class Session(ExternalChanges, PendingWrites):
 
     def setattr(self, ino: int, caller: Caller, fh: int | None = None, **fields: Any) -> Node:
         with self.lock:
+            self._settle_for(caller)  # a chmod after a write: the write's version has the old mode
             node = self.tree.node(ino)
             if fields.get("size") is not None and not node.disk and (fh is None and self.settler is not None):
                 self._begin_write(node, caller, truncating=fields["size"] == 0)
@@ -438,7 +439,7 @@ class Session(ExternalChanges, PendingWrites):
             h.wrote = True
             if self.settler is None:
                 return self.tree.write(node, offset, buf, h.caller)
-            self._begin_write(node, h.caller)  # FLUSH never comes on a handle-less mount: RELEASE may be late
+            self._begin_write(node, h.caller, fh=fh)  # no FLUSH on a kernel_opens mount; RELEASE may be late
             n = self.tree.write(node, offset, buf, h.caller)
             self._log_write(node, offset, buf[:n])
             self._written(node, (offset, offset + n))
@@ -462,6 +463,8 @@ class Session(ExternalChanges, PendingWrites):
             h = self._handle(fh)
             if h.fd is not None:
                 os.fsync(h.fd)
+            elif self.settler is not None:
+                self.settle_through(h.node.ino)
             else:
                 self.tree.commit(h.node, h.caller)
 
@@ -472,8 +475,9 @@ class Session(ExternalChanges, PendingWrites):
                 return
             if h.fd is not None:
                 os.close(h.fd)
+            elif self.settler is not None:
+                self._settle_handle(fh, h.node)
             else:
-                self.settle_through(h.node.ino)  # its close (RELEASE comes late: the writer may be on)
                 self.tree.commit(h.node, h.caller)
             h.node.opens -= 1
             self.tree._maybe_free(h.node)

@@ -145,6 +145,7 @@ class _Pending:
     paths: list[str]  # its names, as the pending log last noted them
     hold_until: float | None = None  # monotonic time until which only its writer settles it
     truncated_to: int | None = None  # a truncation the pending log notes with the next write
+    fh: int = 0  # the handle its writes came through (CREATE makes one); 0: opens the kernel made
 
 
 class PendingWrites:
@@ -156,13 +157,21 @@ class PendingWrites:
     def __init__(self) -> None:
         self._unsettled: dict[int, _Pending] = {}
         self._pinned_bases: dict[str, State] | None = None  # while settling: the bases writes saw
+        self._settling = False  # while journaling settled writes: their records settle nothing more
         self.settler: Any = None  # set by the daemon for a kernel_opens mount: .wake()
         self.settle_at_once = False  # write-through: no waiting for writes to go quiet
         self.pending_log: Any = None  # vfs.pending_log.PendingLog (set with a journal)
         self.mount_path: str | None = None  # where the kernel_opens mount is (set by the daemon)
+        self.close_watch: Any = None  # vfs.close_watch.CloseWatch, where fanotify is allowed
+
+    def _kernel_opened(self) -> None:
+        """A request through an open the kernel made: it no longer asks for opens."""
+        if self.close_watch is not None:
+            self.close_watch.armed = True
 
     def read_inode(self, ino: int, offset: int, size: int) -> bytes:
         """read(2) through an open the kernel made without asking us."""
+        self._kernel_opened()
         with self.lock:
             node = self.tree.node(ino)
             if node.disk:
@@ -176,6 +185,7 @@ class PendingWrites:
         size was behind (a change it had not yet been told of), its cache of the file is
         dropped, since it copied the bytes to the offset it chose.
         """
+        self._kernel_opened()
         with self.lock:
             node = self.tree.node(ino)
             if node.disk:
@@ -202,17 +212,22 @@ class PendingWrites:
             else:
                 self.settle(caller.pid)
 
-    def _begin_write(self, node: Node, caller: Caller, truncating: bool = False) -> None:
-        """Before `caller` changes `node`'s bytes with no close point to come.
+    def _begin_write(self, node: Node, caller: Caller, truncating: bool = False, fh: int = 0) -> None:
+        """Before `caller` changes `node`'s bytes (through handle `fh`, or an open the kernel
+        made) with no close point to come.
 
         What another thread wrote to it is a version of its own, and so is what was written
-        before a truncation (open(O_TRUNC) starts a new one).  The first write of a version
+        before a truncation (open(O_TRUNC) starts a new one) or through another open (a
+        handle's RELEASE may come long after its writer went on).  The first write of a version
         takes the writer's name now, while it runs (it may be gone when the writes settle), and
         the paths' base states and contents (an outside edit meanwhile is then a conflict with
         a known ancestor, not our new base).
         """
+        if not fh and self.close_watch is not None and self.close_watch.armed:
+            # Closes so far end their versions: one before this write is not this one's end.
+            self.closed(self.close_watch.drain())
         earlier = self._unsettled.get(node.ino)
-        if earlier is not None and (truncating or earlier.caller.pid != caller.pid):
+        if earlier is not None and (truncating or earlier.caller.pid != caller.pid or earlier.fh != fh):
             self.settle_through(node.ino)
             earlier = None
         if earlier is None:
@@ -221,7 +236,7 @@ class PendingWrites:
             for path in paths:
                 bases[path] = self.base_states.state(path)
                 self._store(path, self.overlay.get(path, bases[path]), None)
-            pending = _Pending(node, caller, self.agent_name(caller), bases, paths)
+            pending = _Pending(node, caller, self.agent_name(caller), bases, paths, fh=fh)
             self._unsettled[node.ino] = pending
             if self.pending_log is not None:
                 self.pending_log.begin(node.ino, paths, pending.agent)
@@ -274,9 +289,28 @@ class PendingWrites:
         return _open_for_writing(pending.caller.pid, names)
 
     def _settle_for(self, caller: Caller) -> None:
-        """Before a change of names: pending writes are journaled under the names they had."""
+        """Before a change of names or attributes: pending writes are journaled as they were made."""
         if self._unsettled:
             self.settle(caller.pid)
+
+    def closed(self, closes: list[tuple[int, int]]) -> None:
+        """Threads closed files they had opened for writing (`(tid, ino)`, vfs.close_watch):
+        the version each wrote there ends now, as a handle's FLUSH ends it."""
+        if not closes:
+            return
+        with self.lock:
+            for tid, ino in closes:
+                pending = self._unsettled.get(ino)
+                if pending is not None and pending.caller.pid == tid:
+                    self.settle_through(ino)
+
+    def _settle_handle(self, fh: int, node: Node) -> None:
+        """RELEASE of handle `fh`: its close.  It journals the version written through it, if
+        still pending, and nothing its writer began since (a later open(O_TRUNC) of the same
+        file, whose write may not have come yet)."""
+        pending = self._unsettled.get(node.ino)
+        if pending is not None and pending.fh == fh:
+            self.settle_through(node.ino)
 
     def settle_through(self, ino: int) -> None:
         """A close (or another writer) ends `ino`'s pending version: journal it, after the
@@ -295,10 +329,11 @@ class PendingWrites:
     def _settle_all(self, pendings: list[_Pending]) -> int:
         # They happened before whatever compound or restore is running: entries of their own.
         outer, quiet, self._compound, self._quiet = self._compound, self._quiet, None, 0
+        settling, self._settling = self._settling, True
         try:
             return sum(self._settle_one(p) for p in pendings)
         finally:
-            self._compound, self._quiet = outer, quiet
+            self._compound, self._quiet, self._settling = outer, quiet, settling
 
     def _settle_one(self, pending: _Pending) -> bool:
         self._pinned_bases = pending.bases

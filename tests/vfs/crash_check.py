@@ -201,7 +201,7 @@ class Checker:
             if op["status"] == "refused":  # nothing to match: an entry it left explains nothing
                 stats[f"{op['op']}:refused"] = stats.get(f"{op['op']}:refused", 0) + 1
                 continue
-            steps = self._steps(op)
+            steps = self._steps(op, interrupted=op["status"] == "inflight")
             taken, complete = 0, True
             for optional, match in steps:
                 if at < len(mine) and match(mine[at]):
@@ -229,22 +229,28 @@ class Checker:
         if at != len(mine):
             raise CheckFailed(f"{agent}: journal entries no operation explains, from {_line(mine[at])}")
 
-    def _steps(self, op: dict) -> list[tuple[bool, callable]]:
-        """The entries `op` makes, in order: (optional, predicate)."""
+    def _steps(self, op: dict, interrupted: bool = False) -> list[tuple[bool, callable]]:
+        """The entries `op` makes, in order: (optional, predicate).  `interrupted`: it was in
+        flight at the kill, so the bytes it wrote may be there in part."""
         kind, path = op["op"], op.get("path")
 
         def created(e) -> bool:
             return e.op == "create" and _deltas(e) == {path: (None, _file(blob_id(b"")))}
 
-        def wrote(blob: str):
+        def wrote(data: bytes, at: str | None = None):
             def match(e) -> bool:
                 d = _deltas(e)
-                return e.op == "write" and d.keys() == {path} and d[path][0] is not None and \
-                    d[path][1] == {**d[path][0], "blob": blob}
+                if e.op != "write" or d.keys() != {at or path} or d[at or path][0] is None:
+                    return False
+                before, after = d[at or path]
+                if after is None or after != {**before, "blob": after["blob"]}:
+                    return False
+                got = self.content(after["blob"])
+                return got == data or (interrupted and data.startswith(got))
             return match
 
         if kind == "write":
-            return [(True, created), (False, wrote(blob_id(op["data"].encode())))]
+            return [(True, created), (False, wrote(op["data"].encode()))]
         if kind == "chmod":
             def chmodded(e) -> bool:
                 d = _deltas(e)
@@ -257,9 +263,10 @@ class Checker:
                 if e.op != "write" or d.keys() != {path} or d[path][0] is None:
                     return False
                 before, after = d[path]
-                if after != {**before, "blob": after["blob"]}:
+                if after is None or after != {**before, "blob": after["blob"]}:
                     return False
-                return self.content(after["blob"]) == self.content(before["blob"]) + op["data"].encode()
+                old, got, data = self.content(before["blob"]), self.content(after["blob"]), op["data"].encode()
+                return got == old + data or (interrupted and got.startswith(old) and data.startswith(got[len(old):]))
             return [(True, created), (False, appended)]
         if kind == "save":
             tmp, final = op["tmp"], _file(blob_id(op["data"].encode()))
@@ -271,9 +278,7 @@ class Checker:
                 d = _deltas(e)
                 return e.op == "rename" and d.keys() == {tmp, path} and d[tmp] == (final, None) \
                     and d[path][1] == final
-            return [(False, tmp_created),
-                    (False, lambda e: e.op == "write" and _deltas(e) == {tmp: (_file(blob_id(b"")), final)}),
-                    (False, moved)]
+            return [(False, tmp_created), (False, wrote(op["data"].encode(), tmp)), (False, moved)]
         if kind == "rename":
             dest = op["dest"]
 

@@ -12,7 +12,9 @@ a random delay, releases the stale mount (`fusermount3 -uz`), mounts again
 - every acknowledged operation is in the journal, in its process's program
   order, with exactly its effect (`Checker.check_process`); the one in flight
   at the kill left nothing or a prefix of its steps (a batch or a rollback is
-  one entry: all or nothing), and one begun after the kill left nothing;
+  one entry: all or nothing; a write or append may have left its bytes in
+  part: with `kernel_opens` every write(2) that returned survives the kill,
+  as on a local disk), and one begun after the kill left nothing;
 - `.vfs/diff` applied with `git apply` to a copy of the base gives the tree.
 
 *Acknowledged* is the README's definition ("Journal, versions, crash

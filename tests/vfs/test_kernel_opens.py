@@ -181,16 +181,19 @@ def test_kill9_right_after_a_write_loses_nothing(tmp_path):
     assert (src / "data/notes.txt").read_text() == SAMPLE["data/notes.txt"]
 
 
-def test_views_show_what_a_live_writer_just_wrote(ko):
-    """A writer that goes on running (this test process) never closes anything the daemon sees:
-    its writes reach `.vfs` as soon as another process asks, also a write that ends on a page
-    boundary (which the kernel may send in parts)."""
+def test_views_show_each_version_at_its_close(ko):
+    """A writer that goes on running (this test process) closes files the daemon never hears
+    of: each version reaches `.vfs` at its close (as a handle's would), also a write that ends
+    on a page boundary (which the kernel may send in parts); a file still open for writing is
+    not a version yet, though every reader sees its bytes."""
     mp = ko.path
     (mp / "page.bin").write_bytes(b"x" * 4096)
     (mp / "data/notes.txt").write_text("short\n")
     with open(mp / "README.md", "a") as f:
         f.write("more\n")
         f.flush()
-        assert sh(mp, "cat .vfs/changed").stdout.split() == [
-            "M", "README.md", "M", "data/notes.txt", "A", "page.bin"]
+        assert sh(mp, "cat .vfs/changed").stdout.split() == ["M", "data/notes.txt", "A", "page.bin"]
+        assert sh(mp, "tail -n1 README.md").stdout == "more\n"
+    assert sh(mp, "cat .vfs/changed").stdout.split() == [
+        "M", "README.md", "M", "data/notes.txt", "A", "page.bin"]
     assert "+more" in sh(mp, "cat .vfs/diff").stdout
