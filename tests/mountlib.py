@@ -106,8 +106,9 @@ def _daemon_pid(mountpoint: Path) -> int:
 
 def mount_source(source: Path, mountpoint: Path | None, *extra: str) -> Mount:
     require_fuse()
-    if os.environ.get("VFS_TEST_KERNEL_OPENS") == "1":  # run the suite against the kernel_opens mode
-        extra = ("--set", "kernel_opens=true", *extra)
+    mode = os.environ.get("VFS_TEST_KERNEL_OPENS")  # "1"/"0": the whole suite in one mode of opens
+    if mode in ("0", "1"):
+        extra = ("--set", f"kernel_opens={'true' if mode == '1' else 'false'}", *extra)
     args = [*VFS, "mount", str(source)] + ([str(mountpoint)] if mountpoint else []) + list(extra)
     run(args)
     mp = mountpoint or source

@@ -37,7 +37,7 @@ import struct
 import threading
 from typing import Any, Callable
 
-__all__ = ["CloseWatch"]
+__all__ = ["CloseWatch", "can_watch"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,31 @@ _libc.fanotify_init.argtypes = [ctypes.c_uint, ctypes.c_uint]
 _libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
 
 Close = tuple[int, int]  # (thread id, inode number)
+
+
+def _watch(path: str) -> int:
+    """A non-blocking fanotify descriptor with a FAN_CLOSE_WRITE mark on `path`'s mount."""
+    fd = _libc.fanotify_init(FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID,
+                             os.O_RDONLY | os.O_LARGEFILE | os.O_CLOEXEC)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"fanotify_init: {os.strerror(err)}")
+    if _libc.fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_CLOSE_WRITE, AT_FDCWD,
+                           os.fsencode(path)) != 0:
+        err = ctypes.get_errno()
+        os.close(fd)
+        raise OSError(err, f"fanotify_mark {path}: {os.strerror(err)}")
+    return fd
+
+
+def can_watch(path: str) -> bool:
+    """May this process watch closes on a mount (CAP_SYS_ADMIN)?  Tried on `path`'s own."""
+    try:
+        os.close(_watch(path))
+    except OSError as exc:
+        log.debug("closes cannot be watched: %s", exc)
+        return False
+    return True
 
 
 def _inode_of(fd: int) -> int | None:
@@ -94,22 +119,9 @@ class CloseWatch:
         self._thread.start()
         return self
 
-    def _mark(self) -> None:
-        fd = _libc.fanotify_init(FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID,
-                                 os.O_RDONLY | os.O_LARGEFILE | os.O_CLOEXEC)
-        if fd < 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"fanotify_init: {os.strerror(err)}")
-        if _libc.fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_CLOSE_WRITE, AT_FDCWD,
-                               os.fsencode(self.mount_path)) != 0:
-            err = ctypes.get_errno()
-            os.close(fd)
-            raise OSError(err, f"fanotify_mark {self.mount_path}: {os.strerror(err)}")
-        self._fd = fd
-
     def _run(self) -> None:
         try:
-            self._mark()
+            self._fd = _watch(self.mount_path)
         except OSError as exc:
             self.error = exc
             log.info("closes are not watched (%s): versions end by the /proc checks alone", exc)

@@ -25,6 +25,12 @@ def _bool(v: Any) -> bool:
     raise ValueError("must be true or false")
 
 
+def _bool_or_auto(v: Any) -> bool | str:
+    if isinstance(v, bool) or v == "auto":
+        return v
+    raise ValueError("must be true, false or \"auto\"")
+
+
 def _int_pos(v: Any) -> int:
     if isinstance(v, int) and not isinstance(v, bool) and v > 0:
         return v
@@ -72,7 +78,7 @@ KEYS: dict[str, tuple[Any, Callable[[Any], Any], str]] = {
     "max_memory_mb": (1024, _int_pos, "max_memory_mb"),
     "max_file_mb": (512, _int_pos, "max_file_mb"),
     "lru_eviction": (True, _bool, "lru_eviction"),
-    "kernel_opens": (False, _bool, "kernel_opens"),
+    "kernel_opens": ("auto", _bool_or_auto, "kernel_opens"),
     "passthrough": ([], _str_list, "passthrough"),
     "audit_policy": ("warn", _choice("warn", "deny"), "audit_policy"),
     "audit_disabled": ([], _str_list, "audit_disabled"),

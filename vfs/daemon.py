@@ -28,7 +28,7 @@ from .control_mount import ControlOperations, control_dir
 from .fuse_ops import HANDLELESS, VfsOperations
 from .invalidator import Invalidator
 from .mounts import MountRecord, register, unregister
-from .close_watch import CloseWatch
+from .close_watch import CloseWatch, can_watch
 from .settler import Settler
 from .workspace import Workspace, WorkspaceOptions
 
@@ -70,7 +70,9 @@ def serve(opts: MountOptions, ready=None, on_workspace=None) -> int:
         raise
     if on_workspace is not None:
         on_workspace(ws)
-    ctl_dir = control_dir() if HANDLELESS and ws.options.kernel_opens else None
+    ctl_dir = control_dir() if _kernel_opens(ws.options.kernel_opens, ws.source) else None
+    if ctl_dir is not None:
+        ws.log_pending_writes()
     if ctl_dir is None:
         ops = VfsOperations(ws.session, ws.control)
     else:
@@ -120,6 +122,16 @@ def serve(opts: MountOptions, ready=None, on_workspace=None) -> int:
             ws.close(clean=clean)
             unregister(mountpoint)
     return 0
+
+
+def _kernel_opens(setting: bool | str, source: str) -> bool:
+    """Resolve the `kernel_opens` setting: "auto" is on where the pyfuse3 is patched (level 2)
+    and closes can be watched (vfs.close_watch; root), so each close ends a version."""
+    if not HANDLELESS:
+        if setting is True:
+            log.warning("kernel_opens needs the pyfuse3 that scripts/setup builds (patch level 2)")
+        return False
+    return can_watch(source) if setting == "auto" else bool(setting)
 
 
 def _init_control(ws: Workspace, ctl_dir: Path, opts: MountOptions) -> None:

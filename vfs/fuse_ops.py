@@ -350,6 +350,8 @@ class VfsOperations(pyfuse3.Operations):
 
     @translate
     async def create(self, parent_inode, name, mode, flags, ctx):
+        if self.handleless:  # the kernel then makes files with MKNOD and opens them itself
+            raise pyfuse3.FUSEError(errno.ENOSYS)
         self._refuse_control(parent_inode, name)
         with self.session.lock:
             caller = _caller(ctx)
@@ -372,6 +374,7 @@ class VfsOperations(pyfuse3.Operations):
     @translate
     async def flush(self, fh):
         if fh == 0:  # a handle-less open: no close point; the kernel stops sending FLUSH
+            self.session.kernel_opened()
             raise pyfuse3.FUSEError(errno.ENOSYS)
         if self._is_control_fh(fh):
             return await self.control.flush(fh)

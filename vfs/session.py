@@ -374,18 +374,22 @@ class Session(ExternalChanges, PendingWrites):
     def setattr(self, ino: int, caller: Caller, fh: int | None = None, **fields: Any) -> Node:
         with self.lock:
             self._settle_for(caller)  # a chmod after a write: the write's version has the old mode
+            if fh == 0:
+                self.kernel_opened()  # ftruncate(2) of a file the kernel opened
             node = self.tree.node(ino)
-            if fields.get("size") is not None and not node.disk and (fh is None and self.settler is not None):
-                self._begin_write(node, caller, truncating=fields["size"] == 0)
+            # Without a handle, a truncation to 0 may be an open(O_TRUNC) whose write follows.
+            o_trunc = fields.get("size") == 0 and fh is None and self.settler is not None and not node.disk
+            if o_trunc:
+                self._begin_write(node, caller, truncating=True)
             self.tree.setattr(node, caller, **fields)
             if self.journal is not None and not node.disk and any(
                     fields.get(k) is not None for k in ("atime_ns", "mtime_ns", "uid", "gid")):
                 for path in self.tree.paths_of(node):  # touch -d, utime(), chown: kept across a remount
                     self._note_attrs(path, node)
             if fields.get("size") is not None and not node.disk:
-                if fh is None and self.settler is not None:
-                    self._log_truncate(node, fields["size"])
-                    self._written(node, emptied=fields["size"] == 0)  # maybe open(O_TRUNC): a write follows
+                if o_trunc:
+                    self._log_truncate(node, 0)
+                    self._written(node, emptied=True)
                 else:  # truncate(2)/ftruncate(2) are acknowledged when they return: record now.
                     self.tree.commit(node, caller)
             return node
@@ -437,13 +441,7 @@ class Session(ExternalChanges, PendingWrites):
             if h.flags & os.O_APPEND:
                 offset = len(self.tree.load(node))
             h.wrote = True
-            if self.settler is None:
-                return self.tree.write(node, offset, buf, h.caller)
-            self._begin_write(node, h.caller, fh=fh)  # no FLUSH on a kernel_opens mount; RELEASE may be late
-            n = self.tree.write(node, offset, buf, h.caller)
-            self._log_write(node, offset, buf[:n])
-            self._written(node, (offset, offset + n))
-            return n
+            return self.tree.write(node, offset, buf, h.caller)
 
     def flush(self, fh: int) -> None:
         """close(2) of one descriptor: the durability point for what this handle wrote.
@@ -463,8 +461,6 @@ class Session(ExternalChanges, PendingWrites):
             h = self._handle(fh)
             if h.fd is not None:
                 os.fsync(h.fd)
-            elif self.settler is not None:
-                self.settle_through(h.node.ino)
             else:
                 self.tree.commit(h.node, h.caller)
 
@@ -475,8 +471,6 @@ class Session(ExternalChanges, PendingWrites):
                 return
             if h.fd is not None:
                 os.close(h.fd)
-            elif self.settler is not None:
-                self._settle_handle(fh, h.node)
             else:
                 self.tree.commit(h.node, h.caller)
             h.node.opens -= 1

@@ -145,7 +145,6 @@ class _Pending:
     paths: list[str]  # its names, as the pending log last noted them
     hold_until: float | None = None  # monotonic time until which only its writer settles it
     truncated_to: int | None = None  # a truncation the pending log notes with the next write
-    fh: int = 0  # the handle its writes came through (CREATE makes one); 0: opens the kernel made
 
 
 class PendingWrites:
@@ -164,14 +163,14 @@ class PendingWrites:
         self.mount_path: str | None = None  # where the kernel_opens mount is (set by the daemon)
         self.close_watch: Any = None  # vfs.close_watch.CloseWatch, where fanotify is allowed
 
-    def _kernel_opened(self) -> None:
+    def kernel_opened(self) -> None:
         """A request through an open the kernel made: it no longer asks for opens."""
         if self.close_watch is not None:
             self.close_watch.armed = True
 
     def read_inode(self, ino: int, offset: int, size: int) -> bytes:
         """read(2) through an open the kernel made without asking us."""
-        self._kernel_opened()
+        self.kernel_opened()
         with self.lock:
             node = self.tree.node(ino)
             if node.disk:
@@ -185,7 +184,7 @@ class PendingWrites:
         size was behind (a change it had not yet been told of), its cache of the file is
         dropped, since it copied the bytes to the offset it chose.
         """
-        self._kernel_opened()
+        self.kernel_opened()
         with self.lock:
             node = self.tree.node(ino)
             if node.disk:
@@ -212,22 +211,21 @@ class PendingWrites:
             else:
                 self.settle(caller.pid)
 
-    def _begin_write(self, node: Node, caller: Caller, truncating: bool = False, fh: int = 0) -> None:
-        """Before `caller` changes `node`'s bytes (through handle `fh`, or an open the kernel
-        made) with no close point to come.
+    def _begin_write(self, node: Node, caller: Caller, truncating: bool = False) -> None:
+        """Before `caller` changes `node`'s bytes through an open the kernel made (no handles
+        on such a mount: OPEN and CREATE answer ENOSYS), with no close point to come.
 
         What another thread wrote to it is a version of its own, and so is what was written
-        before a truncation (open(O_TRUNC) starts a new one) or through another open (a
-        handle's RELEASE may come long after its writer went on).  The first write of a version
+        before a truncation (open(O_TRUNC) starts a new one) or before the writer's close.  The first write of a version
         takes the writer's name now, while it runs (it may be gone when the writes settle), and
         the paths' base states and contents (an outside edit meanwhile is then a conflict with
         a known ancestor, not our new base).
         """
-        if not fh and self.close_watch is not None and self.close_watch.armed:
+        if self.close_watch is not None and self.close_watch.armed:
             # Closes so far end their versions: one before this write is not this one's end.
             self.closed(self.close_watch.drain())
         earlier = self._unsettled.get(node.ino)
-        if earlier is not None and (truncating or earlier.caller.pid != caller.pid or earlier.fh != fh):
+        if earlier is not None and (truncating or earlier.caller.pid != caller.pid):
             self.settle_through(node.ino)
             earlier = None
         if earlier is None:
@@ -236,7 +234,7 @@ class PendingWrites:
             for path in paths:
                 bases[path] = self.base_states.state(path)
                 self._store(path, self.overlay.get(path, bases[path]), None)
-            pending = _Pending(node, caller, self.agent_name(caller), bases, paths, fh=fh)
+            pending = _Pending(node, caller, self.agent_name(caller), bases, paths)
             self._unsettled[node.ino] = pending
             if self.pending_log is not None:
                 self.pending_log.begin(node.ino, paths, pending.agent)
@@ -303,14 +301,6 @@ class PendingWrites:
                 pending = self._unsettled.get(ino)
                 if pending is not None and pending.caller.pid == tid:
                     self.settle_through(ino)
-
-    def _settle_handle(self, fh: int, node: Node) -> None:
-        """RELEASE of handle `fh`: its close.  It journals the version written through it, if
-        still pending, and nothing its writer began since (a later open(O_TRUNC) of the same
-        file, whose write may not have come yet)."""
-        pending = self._unsettled.get(node.ino)
-        if pending is not None and pending.fh == fh:
-            self.settle_through(node.ino)
 
     def settle_through(self, ino: int) -> None:
         """A close (or another writer) ends `ino`'s pending version: journal it, after the

@@ -88,8 +88,9 @@ class WorkspaceOptions:
     max_memory_mb: int = 1024
     max_file_mb: int = 512
     lru_eviction: bool = True
-    # The kernel opens the mount's files without asking the daemon (vfs.settler, vfs.control_mount).
-    kernel_opens: bool = False
+    # The kernel opens the mount's files without asking the daemon (vfs.settler, vfs.control_mount);
+    # "auto": where closes can be watched (vfs.close_watch) and pyfuse3 is patched (vfs.daemon).
+    kernel_opens: bool | str = "auto"
     # Settings given on the command line (keys of vfs.config.KEYS); they beat the project's file.
     flags: dict[str, Any] = field(default_factory=dict)
 
@@ -253,8 +254,11 @@ class Workspace:
                           lambda path, data, agent: session.write_file(path, data, agent=agent))
         if replayed:
             log.info("replayed the unjournaled writes of %d file(s) a killed daemon left", replayed)
-        if self.options.kernel_opens:  # only then are writes pending (vfs.settler)
-            session.pending_log = PendingLog(pending)
+
+    def log_pending_writes(self) -> None:
+        """The mount journals writes after they return (kernel_opens, vfs.settler): log them
+        until then, for the next start to replay."""
+        self.session.pending_log = PendingLog(self.state_dir / "pending")
 
     def _file_content(self, path: str) -> bytes | None:
         node = self.session.tree.try_resolve(path)
