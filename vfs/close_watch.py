@@ -107,10 +107,10 @@ class CloseWatch:
         self._read_lock = threading.Lock()  # one reader at a time: events are taken in order
         self._to_close: list[int] = []  # event descriptors the watch thread closes
         self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)  # a full pipe already wakes the thread
         self._stopped = False
         self._thread: threading.Thread | None = None
-        self.ready = threading.Event()  # set once the mark is in place (or failed)
-        self.error: OSError | None = None
+        self.error: OSError | None = None  # why closes are not watched, if they are not
 
     def start(self) -> "CloseWatch":
         """Begin watching (in the thread: marking resolves the mount point, which may ask
@@ -126,8 +126,6 @@ class CloseWatch:
             self.error = exc
             log.info("closes are not watched (%s): versions end by the /proc checks alone", exc)
             return
-        finally:
-            self.ready.set()
         while not self._stopped:
             select.select([self._fd, self._wake_r], [], [])
             if self._stopped:
@@ -173,8 +171,14 @@ class CloseWatch:
                     elif mask & FAN_Q_OVERFLOW:
                         log.warning("fanotify queue overflowed: some closes were not seen")
         if self._to_close and threading.current_thread() is not self._thread:
-            os.write(self._wake_w, b"x")
+            self._wake()
         return closes
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass
 
     def _close_descriptors(self) -> None:
         with self._read_lock:
@@ -187,7 +191,7 @@ class CloseWatch:
 
     def stop(self) -> None:
         self._stopped = True
-        os.write(self._wake_w, b"x")
+        self._wake()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._close_descriptors()

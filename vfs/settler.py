@@ -1,16 +1,22 @@
 """Recording writes whose close the daemon never sees.
 
 With `kernel_opens` (and the pyfuse3 that `scripts/setup` builds, patch level 2)
-the main mount answers OPEN with ENOSYS, and the kernel then opens its files itself:
-no OPEN, FLUSH or RELEASE per file, so a `close()` is invisible to the daemon.
-Writes and truncations through such opens are applied to the buffer at once
-(every reader sees them) and mark their node *unsettled* (`Session.settle`).
-The `Settler` records the unsettled nodes, each as one journal write, once
-writes have been quiet for `quiet` seconds (a file written in many chunks, or
-truncated and then written, becomes one version), and at the latest `longest`
-seconds after the first of them.  Anything that reads or changes journaled
-state settles first (`Session.settle`), and `fsync` settles its file, so the
-journal, `.vfs` and the diff branch never lag behind what readers see.
+the main mount answers OPEN and CREATE with ENOSYS, and the kernel then opens its
+files itself: no handles, no OPEN, FLUSH or RELEASE per file, so a `close()` is
+invisible to FUSE.  Writes and truncations through such opens are applied to the
+buffer at once (every reader sees them) and mark their node *unsettled*; each
+writer thread's writes to a file are journaled as one version when it ends.
+
+A version ends at its writer's close, seen by fanotify (vfs.close_watch): the
+watch thread delivers closes as they come, and before a thread's write is
+applied the closes already queued are read, so a close between two writes of
+one thread always splits them (`closed`).  It also ends when another thread
+writes the file or an open(O_TRUNC) truncates it, on fsync, before a change of
+names or attributes, and — for writers that no longer hold the file open for
+writing (read from /proc, never by stat) or are gone — before anything reads or
+changes journaled state (`settle`) and when writes went quiet for `quiet`
+seconds (`Settler`; at the latest `longest` after the first).  Without fanotify
+(not root) those checks alone end versions.
 
 One write(2) may reach the daemon as several WRITE requests: the kernel sends
 the part up to a page it had to keep locked, then the rest.  A settle between
@@ -25,13 +31,9 @@ never an empty one first (as with a close point).  A held write is released
 early once its writer (thread) asks itself, wrote something later, or is gone;
 so each writer's versions are journaled in the order it made them.
 
-While the writer (a live thread) still holds the file open for writing (seen in
-/proc), the writes wait for it, as they waited for the close with handles: a
-version per close, not per burst.  Only the writer itself, `fsync`, another
-writer of the same file, or the unmount records them earlier.
-
 Invariant: a node is unsettled only between a write that reached its buffer
-and the settle that records it; `settle()` may run from any thread.
+and the settle that records it; `settle()` may run from any thread, and the
+records a settle makes settle nothing more (`_settling`).
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """`kernel_opens=true`: the kernel opens the mount's files without asking the daemon.
 
 With the pyfuse3 that scripts/setup builds (patch level 2) the main mount then
-answers OPEN with ENOSYS (no OPEN/FLUSH/RELEASE per file), writes are recorded
-when they settle (vfs.settler), and `.vfs` is a symlink to a FUSE mount of its
+answers OPEN and CREATE with ENOSYS (no OPEN/FLUSH/RELEASE per file), each
+writer's writes are recorded as a version at its close, seen by fanotify
+(vfs.close_watch, vfs.settler), and `.vfs` is a symlink to a FUSE mount of its
 own (vfs.control_mount).  Everything here runs real tools on a real mount.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 import pyfuse3
 
 from mountlib import SAMPLE, make_project, mount_source, mounted_at, run, tree_hashes, unmount
+from vfs.close_watch import can_watch
 
 pytestmark = pytest.mark.skipif(getattr(pyfuse3, "__vfs_patch__", 0) < 2,
                                 reason="needs the patched pyfuse3 (level 2) that scripts/setup builds")
@@ -197,3 +199,25 @@ def test_views_show_each_version_at_its_close(ko):
     assert sh(mp, "cat .vfs/changed").stdout.split() == [
         "M", "README.md", "M", "data/notes.txt", "A", "page.bin"]
     assert "+more" in sh(mp, "cat .vfs/diff").stdout
+
+
+def test_each_close_of_one_thread_ends_a_version(ko):
+    """This thread writes a file and closes it, then appends and closes, three times within a few
+    milliseconds: the daemon hears of no close, fanotify does, so there are six versions, as with
+    handles (and one more for a file made with MKNOD: CREATE answers ENOSYS too)."""
+    if not can_watch(str(ko.path)):
+        assert not os.environ.get("CI"), "CI runs as root: fanotify must be allowed"
+        pytest.skip("fanotify needs CAP_SYS_ADMIN: versions end by the /proc checks alone here")
+    mp = ko.path
+    for i in range(3):
+        with open(mp / "data/notes.txt", "w") as f:
+            f.write(f"w{i}\n")
+        with open(mp / "data/notes.txt", "a") as f:
+            f.write(f"a{i}\n")
+    with open(mp / "data/new.txt", "x") as f:
+        f.write("new\n")
+    assert sh(mp, "ls .vfs/versions/data/notes.txt").stdout.split() == [str(n) for n in range(1, 8)]
+    assert [sh(mp, f"cat .vfs/versions/data/notes.txt/{n}").stdout for n in range(2, 8)] == [
+        "w0\n", "w0\na0\n", "w1\n", "w1\na1\n", "w2\n", "w2\na2\n"]
+    log = sh(mp, "cat .vfs/log").stdout
+    assert " create data/new.txt" in log and " write data/new.txt" in log
