@@ -24,11 +24,11 @@ from pathlib import Path
 import pyfuse3
 import trio
 
+from .close_watch import CloseWatch, can_watch
 from .control_mount import ControlOperations, control_dir
 from .fuse_ops import HANDLELESS, VfsOperations
 from .invalidator import Invalidator
 from .mounts import MountRecord, register, unregister
-from .close_watch import CloseWatch, can_watch
 from .settler import Settler
 from .workspace import Workspace, WorkspaceOptions
 
