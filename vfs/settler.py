@@ -165,6 +165,15 @@ class PendingWrites:
         self.mount_path: str | None = None  # where the kernel_opens mount is (set by the daemon)
         self.close_watch: Any = None  # vfs.close_watch.CloseWatch, where fanotify is allowed
 
+    def opens_mode(self) -> str:
+        """How files are opened on the mount, for `.vfs/status`."""
+        if self.settler is None:
+            return "handles"
+        watch = self.close_watch
+        if watch is not None and watch.error is None:
+            return "kernel (closes watched with fanotify)"
+        return "kernel (closes found in /proc)"
+
     def kernel_opened(self) -> None:
         """A request through an open the kernel made: it no longer asks for opens."""
         if self.close_watch is not None:

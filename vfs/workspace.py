@@ -332,6 +332,7 @@ class Workspace:
             "source": self.source,
             "base": {"kind": "worktree", "path": self.source},
             "mode": self.syncer.mode,
+            "opens": s.opens_mode(),
             "changed": len(overlay),
             "dirty_files": sum(1 for st in overlay.values() if st is None or st.get("kind") != "dir"),
             "journal_head": s.head(),
@@ -366,6 +367,7 @@ class Workspace:
             ("base: worktree " + st["source"]) if st["base"]["kind"] == "worktree"
             else f"base: commit {st['base']['commit']} ({st['base']['rev']}) of {st['source']}",
             f"mode: {st['mode']}",
+            f"opens: {st['opens']}",
             f"changed paths: {st['changed']} ({st['dirty_files']} files)",
             f"journal head: {st['journal_head']}",
         ]

@@ -209,6 +209,7 @@ def test_each_close_of_one_thread_ends_a_version(ko):
         assert not os.environ.get("CI"), "CI runs as root: fanotify must be allowed"
         pytest.skip("fanotify needs CAP_SYS_ADMIN: versions end by the /proc checks alone here")
     mp = ko.path
+    assert "opens: kernel (closes watched with fanotify)" in sh(mp, "cat .vfs/status").stdout
     for i in range(3):
         with open(mp / "data/notes.txt", "w") as f:
             f.write(f"w{i}\n")
