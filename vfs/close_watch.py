@@ -60,8 +60,9 @@ Close = tuple[int, int]  # (thread id, inode number)
 
 def _watch(path: str) -> int:
     """A non-blocking fanotify descriptor with a FAN_CLOSE_WRITE mark on `path`'s mount."""
+    # O_NONBLOCK: the descriptor of a FIFO's event must not wait for a writer.
     fd = _libc.fanotify_init(FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID,
-                             os.O_RDONLY | os.O_LARGEFILE | os.O_CLOEXEC)
+                             os.O_RDONLY | os.O_LARGEFILE | os.O_CLOEXEC | os.O_NONBLOCK)
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"fanotify_init: {os.strerror(err)}")
