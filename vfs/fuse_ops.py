@@ -35,10 +35,11 @@ the same requests are answered as before: handles for directories, FLUSH on
 every close.
 
 With `kernel_opens` (patch level 2; `control_link` set) not even that: `open`
-answers ENOSYS, and the kernel then opens every file of the mount itself (no
-OPEN, FLUSH or RELEASE); reads, writes and fsyncs arrive by inode
-(`read_inode`, `write_inode`, `fsync_inode`), O_TRUNC as a SETATTR
-(`no_atomic_o_trunc`), and writes are journaled when they settle (vfs.settler).
+and `create` answer ENOSYS, and the kernel then makes files with MKNOD and
+opens every file of the mount itself (no OPEN, FLUSH or RELEASE); reads, writes
+and fsyncs arrive by inode (`read_inode`, `write_inode`, `fsync_inode`), O_TRUNC
+as a SETATTR (`no_atomic_o_trunc`), and writes are journaled at their writer's
+close (vfs.settler, vfs.close_watch).
 `.vfs` is then a symlink (`LINK_INO`) to the control mount (vfs.control_mount).
 """
 from __future__ import annotations

@@ -17,9 +17,9 @@ What is acknowledged (survives `kill -9` of the daemon): every change whose
 close(2), fsync(2), or control command returned, and every rename, unlink,
 mkdir, rmdir, symlink, link and chmod whose system call returned.  Bytes
 written by write(2) to a file that was not yet closed or fsynced are not.
-With `kernel_opens` the daemon never sees a close: a write is acknowledged
-when fsync(2) returned or its file's writes settled (5 ms of quiet, see
-vfs.settler).
+With `kernel_opens` the daemon never sees a close: every write(2) that
+returned is kept in the pending-write log (vfs.pending_log) until its version
+is journaled at its writer's close (vfs.settler, vfs.close_watch).
 """
 from __future__ import annotations
 
