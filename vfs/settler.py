@@ -227,13 +227,14 @@ class PendingWrites:
         on such a mount: OPEN and CREATE answer ENOSYS), with no close point to come.
 
         What another thread wrote to it is a version of its own, and so is what was written
-        before a truncation (open(O_TRUNC) starts a new one) or before the writer's close.  The first write of a version
-        takes the writer's name now, while it runs (it may be gone when the writes settle), and
-        the paths' base states and contents (an outside edit meanwhile is then a conflict with
-        a known ancestor, not our new base).
+        before a truncation (open(O_TRUNC) starts a new one) or before the writer's close.
+        The first write of a version takes the writer's name now, while it runs (it may be gone
+        when the writes settle), and the paths' base states and contents (an outside edit
+        meanwhile is then a conflict with a known ancestor, not our new base).
         """
         if self.close_watch is not None and self.close_watch.armed:
-            # Closes so far end their versions: one before this write is not this one's end.
+            # The closes queued so far end earlier versions; read later, one could be taken for
+            # the end of the version this write continues or begins.
             self.closed(self.close_watch.drain())
         earlier = self._unsettled.get(node.ino)
         if earlier is not None and (truncating or earlier.caller.pid != caller.pid):
